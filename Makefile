@@ -1,0 +1,32 @@
+# Two commands do all the set-up: `make repro` and `make test` (see README.md).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install repro test lint clean
+
+install: $(STAMP)
+
+# Re-install when the dependencies change; the editable install follows the code itself.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+repro: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo
+	@echo "Outputs (see README.md, 'Outputs'):"
+	@echo "  cache/sample/                   synthetic CASME II-layout sample"
+	@echo "  cache/manifest/sample/          manifest.csv, report.md, problems.csv, counts.json"
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf cache/sample cache/manifest .pytest_cache .ruff_cache
