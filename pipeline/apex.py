@@ -1,0 +1,50 @@
+"""Where a clip's apex is: the annotation, the middle frame, or an estimate from the faces.
+
+SMIC has no apex and some annotated apexes are invalid; the MESTI paper takes the middle
+frame then. The estimate is the frame whose aligned face differs most from the onset face,
+after smoothing that difference over a few frames so a single noisy frame cannot win.
+Positions here are 0-based indices into the clip's window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+POLICIES = ("annotation", "middle", "estimate")
+
+
+def middle(n_frames: int) -> int:
+    return (n_frames - 1) // 2
+
+
+def onset_difference(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute difference of each frame from the first, on the luma, per frame."""
+    grey = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.abs(grey - grey[0]).mean(axis=(1, 2))
+
+
+def estimate(frames: np.ndarray, smoothing: int = 5) -> int:
+    """Index of the frame that differs most from the onset, smoothed over ``smoothing`` frames."""
+    difference = onset_difference(frames)
+    if smoothing > 1 and len(difference) > 1:
+        kernel = np.ones(min(smoothing, len(difference))) / min(smoothing, len(difference))
+        padded = np.pad(difference, len(kernel) // 2, mode="edge")
+        difference = np.convolve(padded, kernel, mode="valid")[: len(frames)]
+    return int(np.argmax(difference))
+
+
+def choose(policy: str, frames: np.ndarray, annotated: int | None, fallback: str,
+           smoothing: int) -> tuple[int, str]:
+    """The apex index under ``policy`` and the policy actually used.
+
+    ``annotation`` falls back to ``fallback`` ('middle' or 'estimate') where a clip has none.
+    """
+    if policy not in POLICIES or fallback not in ("middle", "estimate"):
+        raise ValueError(f"apex policy {policy!r}/{fallback!r}; known: {POLICIES}")
+    if policy == "annotation":
+        if annotated is not None:
+            return annotated, "annotation"
+        policy = fallback
+    if policy == "middle":
+        return middle(len(frames)), "middle"
+    return estimate(frames, smoothing), "estimate"
