@@ -20,6 +20,9 @@ repro: $(STAMP)
 	@echo "Outputs (see README.md, 'Outputs'):"
 	@echo "  cache/sample/                   synthetic CASME II-layout sample"
 	@echo "  cache/manifest/sample/          manifest.csv, report.md, problems.csv, counts.json"
+	@echo "  cache/faces/sample.zarr         aligned, equalised face crops per clip (zarr v3)"
+	@echo "  cache/modalities/sample.zarr    MESTI, dynamic images, apex frame per clip (zarr v3)"
+	@echo "  docs/sample_mesti.png           one clip drawn by mesti show"
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
 
 test: $(STAMP)
@@ -29,4 +32,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf cache/sample cache/manifest .pytest_cache .ruff_cache
+	rm -rf cache/sample cache/manifest cache/faces cache/modalities .pytest_cache .ruff_cache

@@ -68,8 +68,94 @@ def manifest(dataset: str, raw_root: Path, out: Path, sheet: Path | None,
         sys.exit(1)
 
 
+def cluster_options(command):
+    """The options that say where tasks run; they change no output."""
+    for option in reversed([
+        click.option("--scheduler", metavar="ADDRESS",
+                     help="Connect to a running Dask scheduler (tcp://host:8786)."),
+        click.option("--scheduler-file", type=click.Path(dir_okay=False),
+                     help="Connect through a Dask scheduler file (dask-jobqueue, dask-mpi)."),
+        click.option("--workers", type=int, default=None,
+                     help="LocalCluster worker processes [default: one per core]; "
+                          "0 runs in this process without Dask."),
+        click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _cluster(scheduler, scheduler_file, workers, progress):
+    from pipeline.run import ClusterOptions
+
+    return ClusterOptions(scheduler, scheduler_file, workers, progress)
+
+
+def _write_metrics(metrics: dict, path: Path | None) -> None:
+    text = json.dumps(metrics, indent=2)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    click.echo(text)
+
+
+METRICS = click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path),
+                       help="Also write the stage metrics (JSON) here.")
+
+
+@main.command()
+@click.argument("manifest_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("store", type=click.Path(file_okay=False, path_type=Path))
+@PARAMS
+@METRICS
+@cluster_options
+def faces(manifest_csv: Path, store: Path, params: Path, metrics: Path | None, **cluster) -> None:
+    """Detect, align and equalise the faces of every clip of MANIFEST_CSV into STORE (zarr)."""
+    from pipeline.faces import FacesConfig
+    from pipeline.run import run_faces
+
+    config = _config(FacesConfig, params, "faces")
+    _write_metrics(run_faces(manifest_csv, store, config, _cluster(**cluster)), metrics)
+
+
+@main.command()
+@click.argument("faces_store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", type=click.Path(file_okay=False, path_type=Path))
+@PARAMS
+@METRICS
+@cluster_options
+def modalities(faces_store: Path, store: Path, params: Path, metrics: Path | None,
+               **cluster) -> None:
+    """Compute MESTI, dynamic images and the apex frame of every clip into STORE (zarr)."""
+    from pipeline.run import run_modalities
+    from pipeline.stages import ModalitiesConfig
+
+    config = _config(ModalitiesConfig, params, "modalities")
+    _write_metrics(run_modalities(faces_store, store, config, _cluster(**cluster)), metrics)
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("clip")
+@click.argument("out_png", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--faces", "faces_store", type=click.Path(exists=True, file_okay=False,
+                                                        path_type=Path),
+              help="Faces store [default: the one the modality store was made from].")
+@click.option("--image", "images", multiple=True, default=("mesti", "dynamic_raw"),
+              help="Pooled images to draw beside the crops (repeatable).")
+def show(store: Path, clip: str, out_png: Path, faces_store: Path | None,
+         images: tuple[str, ...]) -> None:
+    """Draw CLIP's onset, apex and offset crops beside its MESTI and dynamic image."""
+    from pipeline.reader import StoreError
+    from pipeline.show import show_clip
+
+    try:
+        click.echo(show_clip(store, clip, out_png, faces_store, images))
+    except (StoreError, KeyError) as error:
+        raise click.ClickException(str(error)) from error
+
+
 def _config(cls, params: Path, section: str):
     try:
         return load_section(cls, params, section)
-    except ParamsError as error:
+    except (ParamsError, ValueError) as error:
         raise click.ClickException(str(error)) from error

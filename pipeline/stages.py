@@ -1,0 +1,158 @@
+"""One clip's work in each stage: what a Dask task runs. Paths in, a small status out.
+
+A task decides for itself whether its clip is already done: the clip's content key (a
+sha256 of its manifest fields, the stage parameters, the package versions, the model
+checksum and the checksum of its inputs) is compared with the one in the store. Data
+problems (missing or undecodable frames, no face) come back as a failed status and the
+batch goes on; any other exception is a bug and stops the run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from itertools import chain
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import apex as apex_policy
+from . import faces, store
+from .frames import ClipError, checksum, iter_frames
+from .kernels import flat_tolerance, to_uint8, weighted_sum
+from .reader import open_store
+from .weights import VARIANTS, weights
+
+MANIFEST_FIELDS = ("dataset", "subject", "clip_id", "source", "kind", "frames", "frame_numbers",
+                   "onset", "apex", "offset", "emotion", "label3", "label5", "action_units",
+                   "fps")
+
+_MODELS: dict[float, faces.FaceModels] = {}
+
+
+def _models(min_confidence: float) -> faces.FaceModels:
+    if min_confidence not in _MODELS:
+        _MODELS[min_confidence] = faces.FaceModels(min_confidence)
+    return _MODELS[min_confidence]
+
+
+def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
+               context: dict) -> dict:
+    """Align and equalise one manifest clip into the faces store."""
+    cv2.setNumThreads(1)
+    started = time.perf_counter()
+    clip_id = record["clip_id"]
+    path = Path(record["root"]) / record["source"]
+    clip = {k: record[k] for k in MANIFEST_FIELDS}
+    key = store.content_key({"stage": "faces", "clip": clip, "params": asdict(config),
+                             **context, "input": checksum(record["kind"], path, record["frames"])})
+    if store.existing_key(Path(store_path), clip_id) == key:
+        return {"clip_id": clip_id, "status": "reused"}
+    try:
+        frames, found = _align(clip_id, record, path, config)
+    except ClipError as error:
+        return {"clip_id": clip_id, "status": "failed", "code": error.code,
+                "message": error.message}
+    attrs = {**clip, "n_frames": len(frames), "face_box": list(found["box"]),
+             "face_score": found["score"], "detector": found["attempt"],
+             "faces_found": found["n_faces"], "transform": found["matrix"].tolist(),
+             "provenance": {"params": asdict(config), **context, "input_sha256": key}}
+    store.write_clip(Path(store_path), clip_id,
+                     {"frames": frames, "landmarks": found["landmarks"]}, attrs, key,
+                     image_axes={"frames": 1})
+    return {"clip_id": clip_id, "status": "ok", "detector": found["attempt"],
+            "seconds": time.perf_counter() - started}
+
+
+def _align(clip_id: str, record: dict, path: Path,
+           config: faces.FacesConfig) -> tuple[np.ndarray, dict]:
+    models = _models(config.min_confidence)
+    stream = iter_frames(clip_id, record["kind"], path, record["frames"])
+    onset = next(stream)
+    detection = faces.detect(onset, models, config.upscale)
+    if detection is None:
+        raise ClipError(clip_id, "no_face", "no face found on the onset frame")
+    points = faces.landmarks(onset, detection.box, models)
+    if points is None:
+        raise ClipError(clip_id, "no_face", "face found but no landmarks on the onset frame")
+    matrix = faces.alignment(points, config)
+    out = np.empty((len(record["frames"]), config.size, config.size, 3), np.uint8)
+    for t, frame in enumerate(chain([onset], stream)):
+        if frame.shape != onset.shape:
+            raise ClipError(clip_id, "decode_error",
+                            f"frame {record['frames'][t]} is {frame.shape[1]}x{frame.shape[0]}, "
+                            f"the onset frame {onset.shape[1]}x{onset.shape[0]}")
+        m = faces.stabilised(matrix, points, frame, detection.box, models) \
+            if config.stabilise and t else matrix
+        out[t] = faces.equalise(faces.warp(frame, m, config.size), config)
+    return out, {"box": detection.box, "score": detection.score, "attempt": detection.attempt,
+                 "n_faces": detection.n_faces, "matrix": matrix,
+                 "landmarks": faces.transform_points(points, matrix).astype(np.float32)}
+
+
+@dataclass(frozen=True)
+class ModalitiesConfig:
+    """Knobs of the modalities stage (params.yaml section ``modalities``)."""
+
+    variants: tuple[str, ...] = VARIANTS
+    apex_frame: bool = True
+    apex_policy: str = "annotation"   # annotation | middle | estimate
+    apex_fallback: str = "middle"     # where ``annotation`` finds none: middle | estimate
+    apex_smoothing: int = 5           # frames averaged by the estimate
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "variants", tuple(self.variants))
+        unknown = set(self.variants) - set(VARIANTS)
+        if unknown or not self.variants:
+            raise ValueError(f"variants must be a non-empty subset of {VARIANTS}")
+        if self.apex_policy not in apex_policy.POLICIES:
+            raise ValueError(f"apex_policy must be one of {apex_policy.POLICIES}")
+        if self.apex_fallback not in ("middle", "estimate"):
+            raise ValueError("apex_fallback must be middle or estimate")
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.variants, *(["apex_frame"] if self.apex_frame else [])]
+
+
+def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: ModalitiesConfig,
+                    context: dict) -> dict:
+    """MESTI, dynamic images and the apex frame of one clip of a faces store."""
+    started = time.perf_counter()
+    source = open_store(faces_path)
+    attrs = source.clip_attrs(clip_id)
+    params = asdict(config)
+    key = store.content_key({"stage": "modalities", "faces_key": attrs["content_key"],
+                             "params": params, **context})
+    if store.existing_key(Path(store_path), clip_id) == key:
+        return {"clip_id": clip_id, "status": "reused"}
+    frames = source.frames(clip_id)
+    numbers = attrs["frame_numbers"]
+    annotated = numbers.index(attrs["apex"]) if attrs["apex"] in numbers else None
+    apex, used = apex_policy.choose(config.apex_policy, frames, annotated, config.apex_fallback,
+                                    config.apex_smoothing)
+    estimated = apex_policy.estimate(frames, config.apex_smoothing)
+    images, lows, highs = [], [], []
+    for variant in config.variants:
+        w = weights(variant, len(frames), apex + 1)
+        image, lo, hi = to_uint8(weighted_sum(frames, w), flat_tolerance(w))
+        images.append(image)
+        lows.append(lo)
+        highs.append(hi)
+    if config.apex_frame:
+        images.append(frames[apex])
+        lows.append(None)
+        highs.append(None)
+    keep = ("dataset", "subject", "clip_id", "emotion", "label3", "label5", "n_frames",
+            "frame_numbers", "onset", "apex", "offset", "fps")
+    out_attrs = {**{k: attrs[k] for k in keep}, "images": config.names, "lo": lows, "hi": highs,
+                 "apex_index": apex, "apex_policy_used": used, "apex_estimate_index": estimated,
+                 "apex_estimate_error": None if annotated is None else estimated - annotated,
+                 "faces_key": attrs["content_key"],
+                 "provenance": {"params": params, **context}}
+    store.write_clip(Path(store_path), clip_id, {"images": np.stack(images)}, out_attrs, key,
+                     image_axes={"images": 1})
+    return {"clip_id": clip_id, "status": "ok", "apex_policy_used": used,
+            "apex_estimate_error": out_attrs["apex_estimate_error"],
+            "seconds": time.perf_counter() - started}

@@ -1,0 +1,91 @@
+"""Writing zarr v3 stores: metadata first, then each clip its own group, marked last.
+
+Layout (the spec is cache/README.md): a root group whose attributes carry the stage, its
+parameters and ``complete``; ``clips/<clip_id>`` groups, one per clip, each with its arrays
+(one image per chunk, one shard per array so a clip is one data file per array) and the
+clip's manifest fields, provenance and content key in its attributes.
+
+Crash safety: a clip's group is rewritten whole, and its ``status`` becomes "ok" (with its
+``content_key``) only after its arrays are written; ``complete`` is set only after every
+clip was checked. Parallel writers never share a chunk or a shard: each owns a clip group.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+LAYOUT_VERSION = 1
+COMPRESSORS = (ZstdCodec(level=3), Crc32cCodec())
+
+
+def content_key(payload: dict) -> str:
+    """sha256 of the canonical JSON of ``payload`` (sorted keys, no spaces)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def versions(*packages: str) -> dict[str, str]:
+    return {name: version(name) for name in ("mesti-mer", "numpy", "zarr", *packages)}
+
+
+def open_for_writing(path: Path, kind: str, attrs: dict) -> zarr.Group:
+    """Create the store (or reopen it for an incremental run), marked incomplete."""
+    root = zarr.open_group(str(path), mode="a", use_consolidated=False)
+    old_kind = root.attrs.get("kind")
+    if old_kind not in (None, kind):
+        raise ValueError(f"{path} is a {old_kind} store, not a {kind} store")
+    root.attrs.update({**attrs, "mesti_store": LAYOUT_VERSION, "kind": kind, "complete": False})
+    root.require_group("clips")
+    return root
+
+
+def existing_key(path: Path, clip_id: str) -> str | None:
+    """The content key of a finished clip in the store, or None."""
+    try:
+        group = zarr.open_group(str(path), path=f"clips/{clip_id}", mode="r",
+                                use_consolidated=False)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return None
+    attrs = group.attrs
+    return attrs.get("content_key") if attrs.get("status") == "ok" else None
+
+
+def write_clip(path: Path, clip_id: str, arrays: dict[str, np.ndarray], attrs: dict,
+               key: str, image_axes: dict[str, int]) -> None:
+    """Write one clip's arrays, then mark it finished with its content key.
+
+    ``image_axes`` maps each array to the number of leading axes that index images
+    (1 for a (T, S, S, 3) stack): each image becomes one chunk, the array one shard.
+    """
+    group = zarr.create_group(str(path), path=f"clips/{clip_id}", overwrite=True,
+                              attributes={"status": "writing"})
+    for name, data in arrays.items():
+        lead = image_axes.get(name, 0)
+        chunks = (1,) * lead + data.shape[lead:]
+        group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
+                           shards=data.shape if lead else None, compressors=COMPRESSORS,
+                           fill_value=0)[...] = data
+    group.attrs.update({**attrs, "content_key": key, "status": "ok"})
+
+
+def finalise(path: Path, keep: list[str], attrs: dict) -> list[str]:
+    """Drop clips not in ``keep``, check every kept clip, mark the store complete.
+
+    Returns the clip ids that failed the check (they are left out of ``clips``).
+    """
+    root = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    clips_dir = Path(path) / "clips"
+    present = [p.name for p in clips_dir.iterdir() if p.is_dir()] if clips_dir.is_dir() else []
+    for stale in sorted(set(present) - set(keep)):
+        shutil.rmtree(clips_dir / stale)
+    good = [c for c in keep if existing_key(path, c) is not None]
+    root.attrs.update({**attrs, "clips": good, "complete": True})
+    return sorted(set(keep) - set(good))

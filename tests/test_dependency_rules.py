@@ -1,0 +1,44 @@
+"""DESIGN.md's dependency rules, checked by importing with the forbidden packages blocked."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def import_with_blocked(code: str, blocked: list[str]) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where importing any of ``blocked`` fails."""
+    prelude = (
+        "import sys\n"
+        f"for name in {blocked!r}:\n"
+        "    sys.modules[name] = None\n"
+    )
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("module, blocked", [
+    ("pipeline.reader", ["mediapipe", "numba", "dask", "distributed", "cv2", "torch", "pandas"]),
+    ("datasets_manifest.manifest", ["mediapipe", "numba", "dask", "distributed", "torch"]),
+    ("pipeline.run", ["torch"]),
+    ("pipeline.weights", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
+])
+def test_module_imports_without(module: str, blocked: list[str]) -> None:
+    result = import_with_blocked(f"import {module}", blocked)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_only_the_orchestration_imports_dask() -> None:
+    code = ("import pipeline.apex, pipeline.faces, pipeline.frames, pipeline.kernels, "
+            "pipeline.reader, pipeline.sample, pipeline.show, pipeline.stages, pipeline.store, "
+            "pipeline.weights")
+    result = import_with_blocked(code, ["dask", "distributed"])
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_blocking_really_blocks() -> None:
+    result = import_with_blocked("import pipeline.run; pipeline.run._client", ["numba"])
+    assert result.returncode != 0 and "numba" in result.stderr
