@@ -23,6 +23,7 @@ repro: $(STAMP)
 	@echo "  cache/faces/sample.zarr         aligned, equalised face crops per clip (zarr v3)"
 	@echo "  cache/modalities/sample.zarr    MESTI, dynamic images, apex frame per clip (zarr v3)"
 	@echo "  docs/sample_mesti.png           one clip drawn by mesti show"
+	@echo "  cache/train/sample/             MEGANet LOSO run: metrics.json, epochs.csv, predictions.csv, figures"
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
 
 test: $(STAMP)
@@ -32,4 +33,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf cache/sample cache/manifest cache/faces cache/modalities .pytest_cache .ruff_cache
+	rm -rf cache/sample cache/manifest cache/faces cache/modalities cache/train .pytest_cache .ruff_cache

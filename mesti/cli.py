@@ -154,6 +154,30 @@ def show(store: Path, clip: str, out_png: Path, faces_store: Path | None,
         raise click.ClickException(str(error)) from error
 
 
+@main.command()
+@click.argument("stores", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@PARAMS
+@click.option("--modality", "modalities", multiple=True,
+              help="Train once per modality (repeatable) into OUT_DIR/<modality> and write "
+                   "OUT_DIR/comparison.md [default: params.yaml's train.modality, into OUT_DIR].")
+@click.option("--progress/--no-progress", default=True, help="Print each epoch.")
+def train(stores: tuple[Path, ...], out_dir: Path, params: Path, modalities: tuple[str, ...],
+          progress: bool) -> None:
+    """Train and evaluate MEGANet on modality STORES (several form a composite) into OUT_DIR."""
+    from train.run import TrainConfig, compare_modalities, run_training
+
+    config = _config(TrainConfig, params, "train")
+    locations = [str(s) for s in stores]
+    if modalities:
+        click.echo(compare_modalities(locations, out_dir, config, list(modalities), progress))
+        return
+    metrics = run_training(locations, out_dir, config, progress)
+    click.echo(json.dumps({k: metrics[k] for k in ("UF1", "UAR", "ACC", "WF1", "clips",
+                                                   "folds", "seconds")}, indent=2))
+
+
 def _config(cls, params: Path, section: str):
     try:
         return load_section(cls, params, section)

@@ -1,0 +1,64 @@
+"""Evaluation protocols as lists of folds: which clips train and which test.
+
+- ``loso``: leave one subject out; a subject is (dataset, subject), so a composite of
+  several datasets never merges two datasets' "sub01". Every subject is tested exactly once.
+- ``holdout``: one stratified split (90/10 by default) with a seed, as in the paper's
+  input comparison.
+- ``cross``: train on one dataset, test on another.
+
+Validation subjects, when asked for, are carved from a fold's training subjects only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Fold:
+    name: str
+    train: np.ndarray        # indices into the clip table
+    test: np.ndarray
+    validation: np.ndarray   # empty unless a validation split was asked for
+
+
+def loso(subjects: np.ndarray) -> list[Fold]:
+    empty = np.array([], np.int64)
+    return [Fold(str(s), np.flatnonzero(subjects != s), np.flatnonzero(subjects == s), empty)
+            for s in sorted(set(subjects))]
+
+
+def holdout(labels: np.ndarray, test_fraction: float, seed: int) -> list[Fold]:
+    """One split holding out ``test_fraction`` of each class (at least one clip per class)."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for label in sorted(set(labels)):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if len(members) > 1:
+            test.extend(members[: max(1, round(test_fraction * len(members)))])
+    test_idx = np.array(sorted(test), np.int64)
+    train = np.setdiff1d(np.arange(len(labels)), test_idx)
+    return [Fold("holdout", train, test_idx, np.array([], np.int64))]
+
+
+def cross(datasets: np.ndarray, train_on: str, test_on: str) -> list[Fold]:
+    train = np.flatnonzero(datasets == train_on)
+    test = np.flatnonzero(datasets == test_on)
+    if not len(train) or not len(test):
+        raise ValueError(f"cross needs clips of both {train_on!r} and {test_on!r}; "
+                         f"have {sorted(set(datasets))}")
+    return [Fold(f"{train_on}->{test_on}", train, test, np.array([], np.int64))]
+
+
+def with_validation(fold: Fold, subjects: np.ndarray, fraction: float, seed: int) -> Fold:
+    """Move a random ``fraction`` of the fold's training subjects (at least one) to validation."""
+    train_subjects = sorted(set(subjects[fold.train]))
+    if len(train_subjects) < 2:
+        raise ValueError(f"fold {fold.name}: too few training subjects for a validation split")
+    rng = np.random.default_rng(seed)
+    count = max(1, round(fraction * len(train_subjects)))
+    chosen = set(rng.choice(train_subjects, size=count, replace=False))
+    is_val = np.array([subjects[i] in chosen for i in fold.train])
+    return Fold(fold.name, fold.train[~is_val], fold.test, fold.train[is_val])
