@@ -45,8 +45,9 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
     clip_id = record["clip_id"]
     path = Path(record["root"]) / record["source"]
     clip = {k: record[k] for k in MANIFEST_FIELDS}
-    key = store.content_key({"stage": "faces", "clip": clip, "params": asdict(config),
-                             **context, "input": checksum(record["kind"], path, record["frames"])})
+    input_sha256 = checksum(record["kind"], path, record["frames"])
+    key = store.faces_key(clip, asdict(config), context["versions"], context["model_sha256"],
+                          input_sha256)
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}
     try:
@@ -57,7 +58,7 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
     attrs = {**clip, "n_frames": len(frames), "face_box": list(found["box"]),
              "face_score": found["score"], "detector": found["attempt"],
              "faces_found": found["n_faces"], "transform": found["matrix"].tolist(),
-             "provenance": {"params": asdict(config), **context, "input_sha256": key}}
+             "provenance": {"params": asdict(config), **context, "input_sha256": input_sha256}}
     store.write_clip(Path(store_path), clip_id,
                      {"frames": frames, "landmarks": found["landmarks"]}, attrs, key,
                      image_axes={"frames": 1})
@@ -123,8 +124,7 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
     source = open_store(faces_path)
     attrs = source.clip_attrs(clip_id)
     params = asdict(config)
-    key = store.content_key({"stage": "modalities", "faces_key": attrs["content_key"],
-                             "params": params, **context})
+    key = store.modalities_key(attrs["content_key"], params, context["versions"])
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}
     frames = source.frames(clip_id)

@@ -32,6 +32,19 @@ def content_key(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def faces_key(clip: dict, params: dict, versions: dict, model_sha256: str,
+              input_sha256: str) -> str:
+    """A faces clip's key: its manifest fields, the stage's knobs, the software, its input."""
+    return content_key({"stage": "faces", "clip": clip, "params": params, "versions": versions,
+                        "model_sha256": model_sha256, "input": input_sha256})
+
+
+def modalities_key(faces_key: str, params: dict, versions: dict) -> str:
+    """A modality clip's key: the faces clip it was computed from, the knobs, the software."""
+    return content_key({"stage": "modalities", "faces_key": faces_key, "params": params,
+                        "versions": versions})
+
+
 def versions(*packages: str) -> dict[str, str]:
     return {name: version(name) for name in ("mesti-mer", "numpy", "zarr", *packages)}
 
