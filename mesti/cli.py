@@ -78,59 +78,75 @@ def cluster_options(command):
         click.option("--workers", type=int, default=None,
                      help="LocalCluster worker processes [default: one per core]; "
                           "0 runs in this process without Dask."),
+        click.option("--jobqueue", metavar="NAME",
+                     help="Submit workers as batch jobs with dask-jobqueue (slurm, pbs, sge, "
+                          "lsf, ...), configured by Dask's jobqueue.yaml."),
+        click.option("--jobs", type=int, default=1, help="Batch jobs to submit with --jobqueue."),
         click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
     ]):
         command = option(command)
     return command
 
 
-def _cluster(scheduler, scheduler_file, workers, progress):
-    from pipeline.run import ClusterOptions
+def stage_outputs(command):
+    """The options that say where a stage reports and when it fails."""
+    for option in reversed([
+        click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Write the stage metrics (JSON) here."),
+        click.option("--failures", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Write the failures table (CSV: clip, stage, code, message, "
+                          "attempts) here."),
+        click.option("--max-failure-fraction", type=click.FloatRange(0, 1), default=0.5,
+                     help="Fail the stage (after writing everything) when more clips fail."),
+    ]):
+        command = option(command)
+    return command
 
-    return ClusterOptions(scheduler, scheduler_file, workers, progress)
 
+def _run_stage(run, *args, metrics, failures, max_failure_fraction, scheduler, scheduler_file,
+               workers, progress, jobqueue, jobs) -> None:
+    """Call a stage's library function with the cluster and report options; print metrics."""
+    from pipeline.run import ClusterOptions, StageFailed, StageOutputs
 
-def _write_metrics(metrics: dict, path: Path | None) -> None:
-    text = json.dumps(metrics, indent=2)
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
-    click.echo(text)
-
-
-METRICS = click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path),
-                       help="Also write the stage metrics (JSON) here.")
+    cluster = ClusterOptions(scheduler, scheduler_file, workers, progress, jobqueue, jobs)
+    try:
+        result = run(*args, cluster, StageOutputs(metrics, failures, max_failure_fraction))
+    except StageFailed as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(json.dumps(result, indent=2))
 
 
 @main.command()
 @click.argument("manifest_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("store", type=click.Path(file_okay=False, path_type=Path))
 @PARAMS
-@METRICS
+@stage_outputs
 @cluster_options
-def faces(manifest_csv: Path, store: Path, params: Path, metrics: Path | None, **cluster) -> None:
-    """Detect, align and equalise the faces of every clip of MANIFEST_CSV into STORE (zarr)."""
+def faces(manifest_csv: Path, store: Path, params: Path, **options) -> None:
+    """Detect, align and equalise the faces of every clip of MANIFEST_CSV into STORE (zarr).
+
+    A clip that cannot be processed (missing or broken frames, no face, several faces) is
+    recorded in the failures table and the rest goes on.
+    """
     from pipeline.faces import FacesConfig
     from pipeline.run import run_faces
 
-    config = _config(FacesConfig, params, "faces")
-    _write_metrics(run_faces(manifest_csv, store, config, _cluster(**cluster)), metrics)
+    _run_stage(run_faces, manifest_csv, store, _config(FacesConfig, params, "faces"), **options)
 
 
 @main.command()
 @click.argument("faces_store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("store", type=click.Path(file_okay=False, path_type=Path))
 @PARAMS
-@METRICS
+@stage_outputs
 @cluster_options
-def modalities(faces_store: Path, store: Path, params: Path, metrics: Path | None,
-               **cluster) -> None:
+def modalities(faces_store: Path, store: Path, params: Path, **options) -> None:
     """Compute MESTI, dynamic images and the apex frame of every clip into STORE (zarr)."""
     from pipeline.run import run_modalities
     from pipeline.stages import ModalitiesConfig
 
     config = _config(ModalitiesConfig, params, "modalities")
-    _write_metrics(run_modalities(faces_store, store, config, _cluster(**cluster)), metrics)
+    _run_stage(run_modalities, faces_store, store, config, **options)
 
 
 @main.command()
@@ -183,3 +199,8 @@ def _config(cls, params: Path, section: str):
         return load_section(cls, params, section)
     except (ParamsError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+
+
+from .cache_cli import cache  # noqa: E402
+
+main.add_command(cache)

@@ -38,11 +38,19 @@ class FacesConfig:
     clahe_tiles: int = 8
     min_confidence: float = 0.5
     upscale: float = 2.0          # factor of the last-resort retry when no face is found
+    dominant_face: float = 2.0    # the largest face must be this many times the next in area
     stabilise: bool = False
 
     def __post_init__(self) -> None:
         if self.equalise not in EQUALISE:
             raise ValueError(f"equalise must be one of {EQUALISE}, got {self.equalise!r}")
+
+
+class DetectorError(RuntimeError):
+    """MediaPipe raised on an input (kept apart from the project's own bugs)."""
+
+
+MIN_SIDE = 32  # pixels: MediaPipe's short-range model sees 128x128; smaller frames hold no face
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class Detection:
     score: float
     attempt: str                             # which model / scale found it
     n_faces: int
+    runner_up: float                         # area of the second largest face over the largest
 
 
 class FaceModels:
@@ -85,7 +94,7 @@ def detect(image: np.ndarray, models: FaceModels, upscale: float = 2.0) -> Detec
     for name, model, scale in attempts:
         frame = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale,
                                                       interpolation=cv2.INTER_CUBIC)
-        result = model.process(frame)
+        result = _process(model, frame)
         if not result.detections:
             continue
         h, w = image.shape[:2]
@@ -93,9 +102,19 @@ def detect(image: np.ndarray, models: FaceModels, upscale: float = 2.0) -> Detec
         for found in result.detections:
             b = found.location_data.relative_bounding_box
             boxes.append(((b.xmin * w, b.ymin * h, b.width * w, b.height * h), found.score[0]))
-        box, score = max(boxes, key=lambda item: item[0][2] * item[0][3])
-        return Detection(tuple(float(v) for v in box), float(score), name, len(boxes))
+        boxes.sort(key=lambda item: item[0][2] * item[0][3], reverse=True)
+        (box, score), area = boxes[0], boxes[0][0][2] * boxes[0][0][3]
+        runner_up = boxes[1][0][2] * boxes[1][0][3] / area if len(boxes) > 1 and area else 0.0
+        return Detection(tuple(float(v) for v in box), float(score), name, len(boxes),
+                         float(runner_up))
     return None
+
+
+def _process(model, frame: np.ndarray):
+    try:
+        return model.process(frame)
+    except Exception as error:  # MediaPipe raises RuntimeError, ValueError, ...
+        raise DetectorError(f"{type(error).__name__}: {error}") from error
 
 
 def landmarks(image: np.ndarray, box: tuple[float, float, float, float],
@@ -112,7 +131,7 @@ def landmarks(image: np.ndarray, box: tuple[float, float, float, float],
     matrix = np.array([[scale, 0, 128 - scale * cx], [0, scale, 128 - scale * cy]])
     crop = cv2.warpAffine(image, matrix, (256, 256), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT)
-    result = models.mesh.process(crop)
+    result = _process(models.mesh, crop)
     if not result.multi_face_landmarks:
         return None
     points = np.array([(p.x * 256, p.y * 256) for p in result.multi_face_landmarks[0].landmark])

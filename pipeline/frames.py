@@ -1,25 +1,57 @@
-"""Reading a clip's window: image files or a video, as RGB uint8, one frame at a time.
+"""Reading a clip's window: image files or a video, as BGR uint8, one frame at a time.
 
-Grey frames (SAMM, NIR) come back as three equal channels. Frames are streamed so a clip of
-large frames never sits in memory whole: callers crop each frame as it arrives.
+Frames come in OpenCV's BGR order: callers convert only what they keep (a 224-pixel crop
+costs a tenth of a 640x480 frame). Grey frames (SAMM, NIR) come back as three equal
+channels. Frames are streamed so a clip of large frames never sits in memory whole.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+FAILURE_CODES = {
+    "input_missing": "a frame file or video is not there",
+    "decode_error": "a frame cannot be decoded (empty, truncated, not an image, size differs)",
+    "annotation_invalid": "the manifest row cannot describe a clip (empty window, unsafe path)",
+    "no_face": "no face on the onset frame (or a frame too small to hold one)",
+    "several_faces": "more than one face of comparable size on the onset frame",
+    "detector_crash": "the face detector raised an error on this clip",
+    "infrastructure": "the clip's worker died on every attempt; the clip is quarantined",
+}
+
 
 class ClipError(Exception):
-    """A data problem with one clip (the batch goes on); ``code`` names the kind."""
+    """A data problem with one clip (the batch goes on); ``code`` is one of FAILURE_CODES."""
 
     def __init__(self, clip_id: str, code: str, message: str):
+        if code not in FAILURE_CODES:
+            raise ValueError(f"unknown failure code {code!r}")
         super().__init__(f"{clip_id}: {message}")
         self.clip_id, self.code, self.message = clip_id, code, message
+
+
+def clip_folder(clip_id: str, root: str, source: str, frames: list[str], kind: str) -> Path:
+    """The clip's folder (or video), refusing any manifest path that leaves ``root``.
+
+    Manifests, like the sheets they come from, are untrusted: a ``source`` of ``../..`` or
+    an absolute path, or a frame name holding a separator, is an error, never followed.
+    The check reads the text, so symbolic links a user placed inside ``root`` still work.
+    """
+    base = Path(os.path.normpath(Path(root).absolute()))
+    path = Path(os.path.normpath(base / source))
+    if not source or Path(source).is_absolute() or not path.is_relative_to(base) or path == base:
+        raise ClipError(clip_id, "annotation_invalid", f"source {source!r} leaves {root}")
+    if not frames:
+        raise ClipError(clip_id, "annotation_invalid", "the window holds no frame")
+    if kind == "images" and any(Path(f).name != f or f in (".", "..") for f in frames):
+        raise ClipError(clip_id, "annotation_invalid", "a frame name is not a plain file name")
+    return path
 
 
 def source_path(root: str, source: str, base: Path | None = None) -> Path:
@@ -27,7 +59,7 @@ def source_path(root: str, source: str, base: Path | None = None) -> Path:
 
 
 def iter_frames(clip_id: str, kind: str, path: Path, frames: list[str]) -> Iterator[np.ndarray]:
-    """The window's frames in order, RGB uint8 (H, W, 3)."""
+    """The window's frames in order, BGR uint8 (H, W, 3)."""
     if kind == "images":
         for name in frames:
             yield read_image(clip_id, path / name)
@@ -41,10 +73,14 @@ def read_image(clip_id: str, path: Path) -> np.ndarray:
     data = np.fromfile(path, np.uint8) if path.is_file() else None
     if data is None:
         raise ClipError(clip_id, "input_missing", f"frame file {path} is missing")
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    if jpeg and data.size and data[-2:].tobytes() != b"\xff\xd9":
+        # libjpeg decodes a truncated file into a partly grey frame without failing
+        raise ClipError(clip_id, "decode_error", f"{path} is a truncated JPEG ({data.size} bytes)")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise ClipError(clip_id, "decode_error", f"cannot decode {path} ({data.size} bytes)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def _video_frames(clip_id: str, path: Path, indices: list[int]) -> Iterator[np.ndarray]:
@@ -62,7 +98,7 @@ def _video_frames(clip_id: str, path: Path, indices: list[int]) -> Iterator[np.n
                 raise ClipError(clip_id, "decode_error",
                                 f"{path} ends at frame {index}, before frame {target}")
             if index == target:
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                yield frame
                 target = next(wanted, None)
     finally:
         capture.release()

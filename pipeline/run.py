@@ -10,6 +10,7 @@ see the same paths. ``workers=0`` runs in this process without Dask, for debuggi
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -29,6 +30,12 @@ from .reader import open_store
 from .stages import ModalitiesConfig, faces_clip, modalities_clip
 
 
+# The modules whose code decides each stage's output (hashed into every clip's key).
+FACES_CODE = ("pipeline.faces", "pipeline.frames", "pipeline.stages", "pipeline.store")
+MODALITIES_CODE = ("pipeline.apex", "pipeline.kernels", "pipeline.weights", "pipeline.stages",
+                   "pipeline.store")
+
+
 @dataclass(frozen=True)
 class ClusterOptions:
     """Where the tasks run (command-line options, not knobs: they change no output)."""
@@ -37,15 +44,31 @@ class ClusterOptions:
     scheduler_file: str | None = None
     workers: int | None = None      # LocalCluster size; default one per core; 0: no Dask
     progress: bool = True
+    jobqueue: str | None = None     # a dask-jobqueue cluster class: slurm, pbs, sge, lsf, ...
+    jobs: int = 1                   # jobs to submit with ``jobqueue``
+
+
+@dataclass(frozen=True)
+class StageOutputs:
+    """Where a stage reports, and when it counts as failed."""
+
+    metrics: Path | None = None
+    failures: Path | None = None
+    max_failure_fraction: float = 1.0
+
+
+class StageFailed(RuntimeError):
+    """More clips failed than the bound allows (the store and reports are still written)."""
 
 
 def run_faces(manifest: Path, out: Path, config: FacesConfig,
-              cluster: ClusterOptions = ClusterOptions()) -> dict:
+              cluster: ClusterOptions = ClusterOptions(),
+              outputs: StageOutputs = StageOutputs()) -> dict:
     """Align every manifest clip into the faces store ``out``; return the stage metrics."""
     started = time.perf_counter()
     records = read_manifest(manifest)
     dataset = records[0].dataset if records else ""
-    context = {"versions": store.versions("mediapipe", "opencv-contrib-python"),
+    context = {"versions": store.versions("mediapipe", "opencv-contrib-python", code=FACES_CODE),
                "model_sha256": model_checksum()}
     out = out.resolve()
     store.open_for_writing(out, "faces", {"dataset": dataset, "source": str(manifest),
@@ -55,29 +78,31 @@ def run_faces(manifest: Path, out: Path, config: FacesConfig,
         row = asdict(record)
         row["root"] = str(Path(record.root).resolve())
         tasks.append(row)
-    statuses = _map(faces_clip, tasks, cluster, "faces", store_path=str(out), config=config,
-                    context=context)
+    statuses = _map(faces_clip, tasks, cluster, "faces", key=lambda row: row["clip_id"],
+                    store_path=str(out), config=config, context=context)
     metrics = _finish(out, [r.clip_id for r in records], statuses, started)
     found = metrics["clips_ok"] + metrics["clips_reused"]
-    faceless = metrics["failures"].get("no_face", 0)
+    faceless = sum(metrics["failures"].get(c, 0) for c in ("no_face", "several_faces"))
     metrics["face_detection_rate"] = round(found / max(found + faceless, 1), 4)
     counts = manifest.parent / "counts.json"
     if counts.is_file():
         metrics["clips_excluded"] = json.loads(counts.read_text())["clips_excluded"]
-    return metrics
+    return _report("faces", metrics, statuses, outputs)
 
 
 def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
-                   cluster: ClusterOptions = ClusterOptions()) -> dict:
+                   cluster: ClusterOptions = ClusterOptions(),
+                   outputs: StageOutputs = StageOutputs()) -> dict:
     """Compute every clip's modality images from a faces store into ``out``."""
     started = time.perf_counter()
     source = open_store(faces)
-    context = {"versions": store.versions("numba")}
+    context = {"versions": store.versions("numba", "opencv-contrib-python",
+                                          code=MODALITIES_CODE)}
     out = out.resolve()
     store.open_for_writing(out, "modalities", {
         "dataset": source.attrs.get("dataset", ""), "source": str(faces),
         "params": asdict(config), "images": config.names, **context})
-    statuses = _map(modalities_clip, source.clip_ids, cluster, "modalities",
+    statuses = _map(modalities_clip, source.clip_ids, cluster, "modalities", key=str,
                     faces_path=str(Path(faces).resolve()), store_path=str(out), config=config,
                     context=context)
     metrics = _finish(out, source.clip_ids, statuses, started)
@@ -86,6 +111,31 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
     metrics["apex_estimate_mae_frames"] = round(sum(errors) / len(errors), 2) if errors else None
     metrics["apex_policy_used"] = dict(Counter(s["apex_policy_used"] for s in statuses
                                                if "apex_policy_used" in s))
+    return _report("modalities", metrics, statuses, outputs)
+
+
+FAILURE_COLUMNS = ("clip_id", "stage", "code", "message", "attempts")
+
+
+def _report(stage: str, metrics: dict, statuses: list[dict], outputs: StageOutputs) -> dict:
+    """Write the metrics and the failures table, then enforce the failure bound."""
+    if outputs.metrics:
+        outputs.metrics.parent.mkdir(parents=True, exist_ok=True)
+        outputs.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    if outputs.failures:
+        outputs.failures.parent.mkdir(parents=True, exist_ok=True)
+        with outputs.failures.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=FAILURE_COLUMNS)
+            writer.writeheader()
+            for status in statuses:
+                if status["status"] == "failed":
+                    writer.writerow({**{k: status.get(k) for k in FAILURE_COLUMNS},
+                                     "stage": stage})
+    fraction = metrics["clips_failed"] / max(metrics["clips"], 1)
+    if fraction > outputs.max_failure_fraction:
+        raise StageFailed(f"{stage}: {metrics['clips_failed']} of {metrics['clips']} clips "
+                          f"failed ({fraction:.0%}), over --max-failure-fraction "
+                          f"{outputs.max_failure_fraction}; see {outputs.failures or 'the store'}")
     return metrics
 
 
@@ -106,8 +156,14 @@ def _finish(out: Path, clip_ids: list[str], statuses: list[dict], started: float
 
 
 def _map(function: Callable[..., dict], items: list, cluster: ClusterOptions, label: str,
-         **kwargs) -> list[dict]:
-    """function(item, **kwargs) for every item, on the cluster, with a progress bar."""
+         key: Callable[[object], str], **kwargs) -> list[dict]:
+    """function(item, **kwargs) for every item, on the cluster, with a progress bar.
+
+    A worker that dies mid-task has its task retried on another worker (Dask does this);
+    an item that kills ``distributed.scheduler.allowed-failures`` + 1 workers is quarantined
+    as an ``infrastructure`` failure and the rest goes on. Any exception a task raises is a
+    bug and stops the run.
+    """
     bar = tqdm(total=len(items), desc=label, unit="clip", disable=not cluster.progress)
     results = []
     with bar:
@@ -117,13 +173,37 @@ def _map(function: Callable[..., dict], items: list, cluster: ClusterOptions, la
                 bar.update()
             return results
         with _client(cluster) as client:
-            from distributed import as_completed
+            import dask
+            from distributed import KilledWorker, as_completed
 
             futures = client.map(function, items, pure=False, **kwargs)
+            item_of = {future.key: item for future, item in zip(futures, items, strict=True)}
+            attempts = dask.config.get("distributed.scheduler.allowed-failures") + 1
             for future in as_completed(futures):
-                results.append(future.result())  # a bug in a task stops the run here
+                try:
+                    results.append(future.result())  # a bug in a task stops the run here
+                except KilledWorker:
+                    results.append({"clip_id": key(item_of[future.key]), "status": "failed",
+                                    "code": "infrastructure", "attempts": attempts,
+                                    "message": f"its worker died on all {attempts} attempts; "
+                                               "quarantined"})
                 bar.update()
     return results
+
+
+def jobqueue_cluster(name: str):
+    """A dask-jobqueue cluster (SLURMCluster, PBSCluster, ...) configured by Dask's own
+    configuration (``~/.config/dask/jobqueue.yaml``), not by this project."""
+    try:
+        import dask_jobqueue
+    except ImportError as error:
+        raise RuntimeError("--jobqueue needs the 'cluster' extra: pip install "
+                           "'mesti-mer[cluster]'") from error
+    classes = {c[: -len("Cluster")].lower(): getattr(dask_jobqueue, c)
+               for c in dir(dask_jobqueue) if c.endswith("Cluster") and c != "JobQueueCluster"}
+    if name.lower() not in classes:
+        raise ValueError(f"unknown job queue {name!r}; dask-jobqueue has {sorted(classes)}")
+    return classes[name.lower()]()
 
 
 @contextmanager
@@ -134,7 +214,17 @@ def _client(cluster: ClusterOptions) -> Iterator:
         with Client(cluster.scheduler, scheduler_file=cluster.scheduler_file) as client:
             yield client
         return
+    if cluster.jobqueue:
+        with jobqueue_cluster(cluster.jobqueue) as batch, Client(batch) as client:
+            batch.scale(jobs=cluster.jobs)
+            yield client
+        return
+    import dask
+
     workers = cluster.workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as local, Client(local) as client:
+    # Dask blames every task a dying worker holds; holding only the running one keeps an
+    # innocent clip from being quarantined beside the clip that kills its worker.
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                         dashboard_address=None) as local, Client(local) as client:
         yield client

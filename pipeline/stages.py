@@ -19,7 +19,7 @@ import numpy as np
 
 from . import apex as apex_policy
 from . import faces, store
-from .frames import ClipError, checksum, iter_frames
+from .frames import ClipError, checksum, clip_folder, iter_frames
 from .kernels import flat_tolerance, to_uint8, weighted_sum
 from .reader import open_store
 from .weights import VARIANTS, weights
@@ -43,8 +43,12 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
     cv2.setNumThreads(1)
     started = time.perf_counter()
     clip_id = record["clip_id"]
-    path = Path(record["root"]) / record["source"]
     clip = {k: record[k] for k in MANIFEST_FIELDS}
+    try:
+        path = clip_folder(clip_id, record["root"], record["source"], record["frames"],
+                           record["kind"])
+    except ClipError as error:
+        return _failed(error)
     input_sha256 = checksum(record["kind"], path, record["frames"])
     key = store.faces_key(clip, asdict(config), context["versions"], context["model_sha256"],
                           input_sha256)
@@ -53,40 +57,55 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
     try:
         frames, found = _align(clip_id, record, path, config)
     except ClipError as error:
-        return {"clip_id": clip_id, "status": "failed", "code": error.code,
-                "message": error.message}
+        return _failed(error)
+    except faces.DetectorError as error:
+        return _failed(ClipError(clip_id, "detector_crash", str(error)))
     attrs = {**clip, "n_frames": len(frames), "face_box": list(found["box"]),
              "face_score": found["score"], "detector": found["attempt"],
              "faces_found": found["n_faces"], "transform": found["matrix"].tolist(),
              "provenance": {"params": asdict(config), **context, "input_sha256": input_sha256}}
     store.write_clip(Path(store_path), clip_id,
                      {"frames": frames, "landmarks": found["landmarks"]}, attrs, key,
-                     image_axes={"frames": 1})
+                     image_axes={"frames": 1}, compress=False)
     return {"clip_id": clip_id, "status": "ok", "detector": found["attempt"],
             "seconds": time.perf_counter() - started}
+
+
+def _failed(error: ClipError) -> dict:
+    return {"clip_id": error.clip_id, "status": "failed", "code": error.code,
+            "message": error.message, "attempts": 1}
 
 
 def _align(clip_id: str, record: dict, path: Path,
            config: faces.FacesConfig) -> tuple[np.ndarray, dict]:
     models = _models(config.min_confidence)
     stream = iter_frames(clip_id, record["kind"], path, record["frames"])
-    onset = next(stream)
+    onset_bgr = next(stream)
+    onset = cv2.cvtColor(onset_bgr, cv2.COLOR_BGR2RGB)  # MediaPipe wants RGB
+    if min(onset.shape[:2]) < faces.MIN_SIDE:
+        raise ClipError(clip_id, "no_face", f"the onset frame is {onset.shape[1]}x"
+                        f"{onset.shape[0]}: too small to hold a detectable face")
     detection = faces.detect(onset, models, config.upscale)
     if detection is None:
         raise ClipError(clip_id, "no_face", "no face found on the onset frame")
+    if config.dominant_face and detection.runner_up * config.dominant_face > 1:
+        raise ClipError(clip_id, "several_faces",
+                        f"{detection.n_faces} faces on the onset frame and the second is "
+                        f"{detection.runner_up:.0%} of the largest; cannot tell which to follow")
     points = faces.landmarks(onset, detection.box, models)
     if points is None:
         raise ClipError(clip_id, "no_face", "face found but no landmarks on the onset frame")
     matrix = faces.alignment(points, config)
     out = np.empty((len(record["frames"]), config.size, config.size, 3), np.uint8)
-    for t, frame in enumerate(chain([onset], stream)):
+    for t, frame in enumerate(chain([onset_bgr], stream)):  # warp BGR, convert only the crop
         if frame.shape != onset.shape:
             raise ClipError(clip_id, "decode_error",
                             f"frame {record['frames'][t]} is {frame.shape[1]}x{frame.shape[0]}, "
                             f"the onset frame {onset.shape[1]}x{onset.shape[0]}")
-        m = faces.stabilised(matrix, points, frame, detection.box, models) \
-            if config.stabilise and t else matrix
-        out[t] = faces.equalise(faces.warp(frame, m, config.size), config)
+        m = faces.stabilised(matrix, points, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
+                             detection.box, models) if config.stabilise and t else matrix
+        crop = cv2.cvtColor(faces.warp(frame, m, config.size), cv2.COLOR_BGR2RGB)
+        out[t] = faces.equalise(crop, config)
     return out, {"box": detection.box, "score": detection.score, "attempt": detection.attempt,
                  "n_faces": detection.n_faces, "matrix": matrix,
                  "landmarks": faces.transform_points(points, matrix).astype(np.float32)}
@@ -127,7 +146,11 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
     key = store.modalities_key(attrs["content_key"], params, context["versions"])
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}
-    frames = source.frames(clip_id)
+    try:
+        frames = source.frames(clip_id)
+    except Exception as error:  # a corrupt chunk: checksum or decompression failure
+        return _failed(ClipError(clip_id, "decode_error",
+                                 f"faces store chunk unreadable ({type(error).__name__}: {error})"))
     numbers = attrs["frame_numbers"]
     annotated = numbers.index(attrs["apex"]) if attrs["apex"] in numbers else None
     apex, used = apex_policy.choose(config.apex_policy, frames, annotated, config.apex_fallback,

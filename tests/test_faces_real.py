@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -53,7 +54,8 @@ def test_one_crop_transform_for_every_frame(store) -> None:
     config = faces.FacesConfig()
     source = iter_frames("single_face", "video", SINGLE, [str(i) for i in range(72)])
     for t, frame in enumerate(source):
-        recomputed = faces.equalise(faces.warp(frame, matrix, 224), config)
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        recomputed = faces.equalise(faces.warp(rgb, matrix, 224), config)
         assert np.array_equal(recomputed, stored[t]), t
 
 

@@ -173,3 +173,22 @@ def test_reader_refuses_incomplete_and_foreign_stores(sample: Path, serial_faces
         open_store(sample / "absent.zarr")
     with pytest.raises(KeyError, match="no clip"):
         open_store(serial_faces).frames("nope")
+
+
+def test_code_change_invalidates_clips(monkeypatch) -> None:
+    """A clip's key covers the code that computed it, not only knobs and versions."""
+    import importlib.util
+
+    from pipeline import store
+
+    before = store.versions(code=("pipeline.weights",))
+    real = importlib.util.find_spec
+
+    class Spec:
+        origin = __file__  # another file stands in for an edited module
+
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name: Spec() if name == "pipeline.weights" else real(name))
+    after = store.versions(code=("pipeline.weights",))
+    assert before["code_sha256"] != after["code_sha256"]
+    assert store.modalities_key("f", {}, before) != store.modalities_key("f", {}, after)

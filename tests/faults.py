@@ -1,0 +1,18 @@
+"""Task functions that kill their own worker, for the fault-injection tests.
+
+They live in an importable module because Dask's spawned workers import them by name.
+"""
+
+import os
+import signal
+from pathlib import Path
+
+
+def kill_worker_for(item: str, marker_dir: str) -> dict:
+    """'always' kills every worker that runs it; 'once' only the first; others succeed."""
+    marker = Path(marker_dir) / f"{item}.attempt"
+    with marker.open("a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    if item == "always" or (item == "once" and len(marker.read_text().split()) == 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"clip_id": item, "status": "ok"}
