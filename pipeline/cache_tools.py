@@ -1,0 +1,448 @@
+"""Checking, describing and sharing stores: ``verify``, ``info`` and ``export``.
+
+``verify_store`` reads every chunk of every array of every clip (zarr checks each chunk's
+crc32c and each shard index's), checks the shapes the layout promises, the store's
+completeness, and recomputes every clip's content key from its own attributes and
+provenance, so a flipped byte or an edited attribute is found. Like nnU-Net's integrity
+check, it collects every problem of every clip and returns them together instead of
+stopping at the first.
+
+``export_store`` writes a store as one zip file another lab can download and read in place
+(the layout is in cache/README.md): the store tree at the zip's root, chunk files stored
+without zip compression (a stored member can be read by byte range, one image at a time),
+``MANIFEST.json`` (what the archive holds and its provenance) and ``SHA256SUMS`` (the sha256
+of every other member, in ``sha256sum -c`` format), which ``verify_store`` checks too.
+
+Every function takes a directory, a zip file or a URL, as ``pipeline.reader.open_store`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import zipfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import zarr
+
+from . import store as writer
+from .reader import Store, StoreError, open_store
+
+ARRAYS = {"faces": ("frames", "landmarks"), "modalities": ("images",)}
+DTYPES = {"frames": "uint8", "landmarks": "float32", "images": "uint8"}
+LANDMARKS = 468
+MANIFEST = "MANIFEST.json"
+CHECKSUMS = "SHA256SUMS"
+EXPORT_VERSION = 1
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same store gives the same zip bytes
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a store: where (clip and array, None for the store) and what."""
+
+    clip: str | None
+    array: str | None
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        where = "store" if self.clip is None else f"clip {self.clip}"
+        where += f", {self.array}" if self.array else ""
+        return f"{where}: {self.code}: {self.message}"
+
+
+# verify ----------------------------------------------------------------------------------
+
+
+def verify_store(location: str | Path) -> list[Problem]:
+    """Every problem of the store at ``location``; an empty list when it is sound.
+
+    Raises StoreError only where the location is not a mesti store at all (or one this
+    reader refuses: another layout version, an unsafe clip id).
+    """
+    with open_store(location, require_complete=False) as store:
+        problems = _root_problems(store)
+        sizes: dict[str, int] = {}
+        for clip_id in store.clip_ids:
+            problems += _clip_problems(store, clip_id, sizes)
+        problems += _size_problems(sizes)
+        problems += _checksum_problems(store)
+    return problems
+
+
+def _root_problems(store: Store) -> list[Problem]:
+    problems = []
+    if store.attrs.get("complete") is not True:
+        problems.append(Problem(None, None, "incomplete", f"root attribute complete is "
+                                f"{store.attrs.get('complete')!r}: a run did not finish"))
+    if store.kind == "faces" and not isinstance(_size(store), int):
+        problems.append(Problem(None, None, "params", "params has no integer size"))
+    if store.kind == "modalities" and not store.names:
+        problems.append(Problem(None, None, "params", "root attribute images is empty"))
+    return problems
+
+
+def _size(store: Store) -> int | None:
+    return (store.attrs.get("params") or {}).get("size")
+
+
+def _clip_problems(store: Store, clip_id: str, sizes: dict[str, int]) -> list[Problem]:
+    """Status, content key, provenance, then every array of one clip."""
+    try:
+        attrs = store.clip_attrs(clip_id)
+    except KeyError:
+        return [Problem(clip_id, None, "missing", "listed in clips, but its group is absent")]
+    except Exception as error:  # malformed zarr.json: report, go on with the other clips
+        return [Problem(clip_id, None, "missing", f"group unreadable: {_error(error)}")]
+    problems = [Problem(clip_id, None, code, message)
+                for code, message in _attr_problems(store, clip_id, attrs)]
+    for name in ARRAYS[store.kind]:
+        problems += [Problem(clip_id, name, code, message)
+                     for code, message in _array_problems(store, clip_id, name, attrs, sizes)]
+    return problems
+
+
+def _attr_problems(store: Store, clip_id: str, attrs: dict) -> list[tuple[str, str]]:
+    problems = []
+    if attrs.get("status") != "ok":
+        problems.append(("status", f"status {attrs.get('status')!r}, not 'ok': the clip was "
+                                   "not finished"))
+    if attrs.get("clip_id") != clip_id:
+        problems.append(("attrs", f"clip_id attribute {attrs.get('clip_id')!r} is not the "
+                                  "group's name"))
+    if store.kind == "modalities" and len(attrs.get("lo") or ()) != len(store.names):
+        problems.append(("attrs", f"lo has {len(attrs.get('lo') or ())} entries for "
+                                  f"{len(store.names)} images"))
+    return problems + _key_problems(store, attrs) + _provenance_problems(store, attrs)
+
+
+def _key_problems(store: Store, attrs: dict) -> list[tuple[str, str]]:
+    """The stored content key against the one recomputed from the clip's own attributes."""
+    stored = attrs.get("content_key")
+    if not stored:
+        return [("content_key", "no content_key")]
+    try:
+        recomputed = recompute_key(store.kind, attrs)
+    except KeyError as error:
+        return [("provenance", f"cannot recompute the content key: {error.args[0]}")]
+    if recomputed != stored:
+        return [("content_key", "the stored content_key is not the one recomputed from the "
+                                "clip's attributes and provenance: an attribute was changed "
+                                "after the clip was written")]
+    return []
+
+
+def recompute_key(kind: str, attrs: dict) -> str:
+    """A clip's content key from its attributes, by the recipe the writing stage used.
+
+    Raises KeyError naming what the attributes lack.
+    """
+    provenance = attrs.get("provenance") or {}
+    need = ("params", "versions") + (("model_sha256", "input_sha256") if kind == "faces" else ())
+    fields = _manifest_fields() if kind == "faces" else ("faces_key",)
+    absent = [f"provenance.{k}" for k in need if k not in provenance]
+    absent += [k for k in fields if k not in attrs]
+    if absent:
+        raise KeyError(f"attributes lack {', '.join(absent)}")
+    if kind == "modalities":
+        return writer.modalities_key(attrs["faces_key"], provenance["params"],
+                                     provenance["versions"])
+    return writer.faces_key({k: attrs[k] for k in fields}, provenance["params"],
+                            provenance["versions"], provenance["model_sha256"],
+                            provenance["input_sha256"])
+
+
+def _manifest_fields() -> tuple[str, ...]:
+    from .stages import MANIFEST_FIELDS  # here, not at the top: stages imports OpenCV, Numba
+
+    return MANIFEST_FIELDS
+
+
+def _provenance_problems(store: Store, attrs: dict) -> list[tuple[str, str]]:
+    """A complete store's clips were all made with the store's parameters and software."""
+    provenance = attrs.get("provenance") or {}
+    keys = ("params", "versions") + (("model_sha256",) if store.kind == "faces" else ())
+    differ = [k for k in keys if k in provenance and provenance[k] != store.attrs.get(k)]
+    if differ:
+        return [("provenance", f"provenance {', '.join(differ)} differ from the store's")]
+    return []
+
+
+def _array_problems(store: Store, clip_id: str, name: str, attrs: dict,
+                    sizes: dict[str, int]) -> list[tuple[str, str]]:
+    """Shape, dtype, data files present, and every chunk read (which checks its crc32c)."""
+    try:
+        array = store.array(clip_id, name)
+    except KeyError:
+        return [("missing", "array absent")]
+    except StoreError as error:
+        return [("refused", str(error))]
+    except Exception as error:  # malformed array metadata
+        return [("missing", f"array metadata unreadable: {_error(error)}")]
+    problems = []
+    expected = _expected_shape(store, name, attrs, array.shape)
+    if tuple(array.shape) != expected:
+        problems.append(("shape", f"shape {tuple(array.shape)}, expected {expected}"))
+    if str(array.dtype) != DTYPES[name]:
+        problems.append(("dtype", f"dtype {array.dtype}, expected {DTYPES[name]}"))
+    if name == "images" and len(array.shape) == 4:
+        sizes[clip_id] = array.shape[1]
+    absent = [key for key in data_keys(array) if not store.exists(key)]
+    if absent:
+        problems.append(("missing_data", f"data file(s) {', '.join(absent)} absent: they would "
+                                         "read as zeros"))
+    return problems + _read_problems(array)
+
+
+def _expected_shape(store: Store, name: str, attrs: dict, shape: tuple) -> tuple:
+    """What the layout promises for one array; a modality's image size is checked across
+    clips instead (its stage has no size of its own)."""
+    if name == "frames":
+        size = _size(store)
+        return (attrs.get("n_frames"), size, size, 3)
+    if name == "landmarks":
+        return (LANDMARKS, 2)
+    size = shape[1] if len(shape) == 4 else None
+    return (len(store.names), size, size, 3)
+
+
+def data_keys(array: zarr.Array) -> list[str]:
+    """Store keys of an array's data files (one per shard, or per chunk when unsharded)."""
+    metadata = array.metadata
+    return [f"{array.path}/{metadata.encode_chunk_key(coords)}"
+            for coords in metadata.chunk_grid.all_chunk_coords(array.shape)]
+
+
+def _read_problems(array: zarr.Array) -> list[tuple[str, str]]:
+    """Read the whole array; if that fails, read it image by image to say which are bad."""
+    try:
+        array[...]
+        return []
+    except Exception as error:  # crc32c mismatch, zstd error, truncated shard: all corruption
+        first = error
+    step = array.chunks[0] if array.ndim else 1
+    bad = []
+    for start in range(0, array.shape[0] if array.ndim else 0, step):
+        try:
+            array[start:start + step]
+        except Exception as error:
+            bad.append(start)
+            first = error
+    if len(bad) > 1 or (bad and array.shape[0] > step):
+        where = f"{len(bad)} of {array.shape[0]} images unreadable (positions {_spans(bad)})"
+    else:
+        where = "unreadable"
+    return [("corrupt", f"{where}: {_error(first)}")]
+
+
+def _spans(positions: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    spans, start = [], None
+    for i, p in enumerate(positions):
+        start = p if start is None else start
+        if i + 1 == len(positions) or positions[i + 1] != p + 1:
+            spans.append(f"{start}-{p}" if p != start else str(p))
+            start = None
+    return ", ".join(spans)
+
+
+def _size_problems(sizes: dict[str, int]) -> list[Problem]:
+    """Modality images of every clip share one size: name the clips off the common one."""
+    if not sizes:
+        return []
+    common = Counter(sizes.values()).most_common(1)[0][0]
+    return [Problem(clip, "images", "shape", f"images are {s}x{s}, the store's other clips "
+                    f"{common}x{common}") for clip, s in sizes.items() if s != common]
+
+
+def _checksum_problems(store: Store) -> list[Problem]:
+    """An exported store (zip, or its unpacked tree) against its SHA256SUMS."""
+    listing = store.raw(CHECKSUMS)
+    if listing is None:
+        return []
+    problems = []
+    for number, line in enumerate(listing.decode(errors="replace").splitlines(), 1):
+        digest, _, key = line.partition("  ")
+        if not re.fullmatch(r"[0-9a-f]{64}", digest) or not _safe_key(key):
+            problems.append(Problem(None, None, "checksum",
+                                    f"{CHECKSUMS} line {number} is malformed: {line[:120]!r}"))
+            continue
+        data = store.raw(key)
+        found = "absent" if data is None else None
+        if data is not None and hashlib.sha256(data).hexdigest() != digest:
+            found = "sha256 differs from the one listed"
+        if found:
+            clip, array = _owner(key, store.clip_ids)
+            problems.append(Problem(clip, array, "checksum", f"{key}: {found} in {CHECKSUMS}"))
+    return problems
+
+
+def _safe_key(key: str) -> bool:
+    """A relative key of safe components: an archive's listing must not point outside it."""
+    return bool(key) and all(_SAFE_COMPONENT.fullmatch(c) and c not in (".", "..")
+                             for c in key.split("/"))
+
+
+def _owner(key: str, clip_ids: list[str]) -> tuple[str | None, str | None]:
+    """The clip and array a store key belongs to (None where it is the store's own)."""
+    parts = key.split("/")
+    if len(parts) >= 3 and parts[0] == "clips" and parts[1] in clip_ids:
+        return parts[1], parts[2] if len(parts) > 3 else None
+    return None, None
+
+
+def _error(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+# info ------------------------------------------------------------------------------------
+
+
+def store_info(location: str | Path) -> dict:
+    """What a store holds: kind, dataset, completeness, provenance, and each clip's arrays
+    with their shapes and dtypes. Reads metadata only, never a chunk."""
+    with open_store(location, require_complete=False) as store:
+        attrs = store.attrs
+        info = {
+            "location": str(location), "kind": store.kind, "layout": attrs["mesti_store"],
+            "dataset": attrs.get("dataset"), "source": attrs.get("source"),
+            "complete": attrs.get("complete") is True, "n_clips": len(store.clip_ids),
+            "failures": len(attrs.get("failures") or []),
+            "params": attrs.get("params"), "versions": attrs.get("versions"),
+        }
+        if store.kind == "faces":
+            info["model_sha256"] = attrs.get("model_sha256")
+        else:
+            info["images"] = store.names
+        info["clips"] = [_clip_info(store, c) for c in store.clip_ids]
+    return info
+
+
+def _clip_info(store: Store, clip_id: str) -> dict:
+    row: dict = {"clip_id": clip_id}
+    try:
+        attrs = store.clip_attrs(clip_id)
+        row.update({k: attrs.get(k) for k in ("subject", "label3", "n_frames", "status")})
+        row["arrays"] = {}
+        for name in ARRAYS[store.kind]:
+            array = store.array(clip_id, name)
+            row["arrays"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
+    except Exception as error:  # info describes what it can; verify says what is wrong
+        row["error"] = _error(error)
+    return row
+
+
+def format_info(info: dict) -> str:
+    """``store_info``'s answer as a few aligned lines for a terminal."""
+    lines = [f"{info['kind']} store {info['location']} (layout {info['layout']})",
+             f"  dataset    {info['dataset']}",
+             f"  complete   {'yes' if info['complete'] else 'NO: a run did not finish'}",
+             f"  clips      {info['n_clips']} ({info['failures']} failed and left out)"]
+    if "images" in info:
+        lines.append(f"  images     {', '.join(info['images'])}")
+    params = info.get("params") or {}
+    lines.append("  params     " + " ".join(f"{k}={v}" for k, v in params.items()))
+    versions = info.get("versions") or {}
+    lines.append("  versions   " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if info.get("model_sha256"):
+        lines.append(f"  model      sha256 {info['model_sha256']}")
+    lines.append("")
+    width = max([len(c["clip_id"]) for c in info["clips"]] + [4])
+    for clip in info["clips"]:
+        arrays = clip.get("arrays", {})
+        shapes = "  ".join(f"{name} {'x'.join(map(str, a['shape']))} {a['dtype']}"
+                           for name, a in arrays.items())
+        detail = clip["error"] if "error" in clip else \
+            f"{clip.get('subject')}  {clip.get('label3')}  {shapes}"
+        lines.append(f"  {clip['clip_id']:<{width}}  {detail}")
+    return "\n".join(lines)
+
+
+# export ----------------------------------------------------------------------------------
+
+
+def export_store(location: str | Path, out: Path, *, check: bool = True) -> dict:
+    """Write the store at ``location`` as one zip file ``out``; return its MANIFEST.json.
+
+    With ``check`` the store is verified first and refused if it has any problem, so an
+    archive's checksums never vouch for a corrupt chunk. The zip is written beside ``out``
+    and renamed into place, so ``out`` is never a half-written archive.
+    """
+    if check:
+        problems = verify_store(location)
+        if problems:
+            raise StoreError(f"{location}: {len(problems)} problem(s), nothing exported; "
+                             f"`mesti cache verify` lists them (first: {problems[0]})")
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    with open_store(location) as store:
+        keys = store_keys(store)
+        try:
+            manifest = _write_zip(store, keys, partial)
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
+    return manifest
+
+
+def store_keys(store: Store) -> list[str]:
+    """Every key of the store's listed clips, found from the layout rather than by listing
+    (HTTP cannot list): group and array metadata, and the data files that exist."""
+    keys = ["zarr.json", "clips/zarr.json"]
+    for clip_id in store.clip_ids:
+        keys.append(f"clips/{clip_id}/zarr.json")
+        for name in ARRAYS[store.kind]:
+            array = store.array(clip_id, name)
+            keys.append(f"{array.path}/zarr.json")
+            keys += [k for k in data_keys(array) if store.exists(k)]
+    return keys
+
+
+def _write_zip(store: Store, keys: list[str], path: Path) -> dict:
+    """The store's bytes as they are, then MANIFEST.json, then SHA256SUMS over both."""
+    sums, total = [], 0
+    with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
+        for key in keys:
+            data = store.raw(key)
+            if data is None:
+                raise StoreError(f"{store.location}: {key} vanished while exporting")
+            _add(archive, key, data)
+            sums.append(f"{hashlib.sha256(data).hexdigest()}  {key}")
+            total += len(data)
+        manifest = _manifest(store, len(keys), total)
+        text = (json.dumps(manifest, indent=2) + "\n").encode()
+        _add(archive, MANIFEST, text)
+        sums.append(f"{hashlib.sha256(text).hexdigest()}  {MANIFEST}")
+        _add(archive, CHECKSUMS, ("\n".join(sums) + "\n").encode())
+    return manifest
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    """Metadata deflated; chunk data stored, so a reader can fetch one image by range."""
+    text = name.endswith(".json") or name == CHECKSUMS
+    member = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+    member.compress_type = zipfile.ZIP_DEFLATED if text else zipfile.ZIP_STORED
+    member.external_attr = 0o644 << 16
+    archive.writestr(member, data)
+
+
+def _manifest(store: Store, files: int, size: int) -> dict:
+    attrs = store.attrs
+    provenance = {k: attrs[k] for k in ("params", "versions", "model_sha256") if k in attrs}
+    manifest = {
+        "format": "mesti store export", "export_version": EXPORT_VERSION,
+        "store_layout": attrs["mesti_store"], "kind": store.kind,
+        "dataset": attrs.get("dataset"), "clips": store.clip_ids,
+        "failures": len(attrs.get("failures") or []), "provenance": provenance,
+        "store_files": files, "store_bytes": size, "checksums": CHECKSUMS,
+        "exported_with": writer.versions(),
+    }
+    if store.kind == "modalities":
+        manifest["images"] = store.names
+    return manifest
