@@ -150,15 +150,14 @@ def modalities(faces_store: Path, store: Path, params: Path, **options) -> None:
 
 
 @main.command()
-@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store")
 @click.argument("clip")
 @click.argument("out_png", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--faces", "faces_store", type=click.Path(exists=True, file_okay=False,
-                                                        path_type=Path),
+@click.option("--faces", "faces_store",
               help="Faces store [default: the one the modality store was made from].")
 @click.option("--image", "images", multiple=True, default=("mesti", "dynamic_raw"),
               help="Pooled images to draw beside the crops (repeatable).")
-def show(store: Path, clip: str, out_png: Path, faces_store: Path | None,
+def show(store: str, clip: str, out_png: Path, faces_store: str | None,
          images: tuple[str, ...]) -> None:
     """Draw CLIP's onset, apex and offset crops beside its MESTI and dynamic image."""
     from pipeline.reader import StoreError
@@ -171,21 +170,23 @@ def show(store: Path, clip: str, out_png: Path, faces_store: Path | None,
 
 
 @main.command()
-@click.argument("stores", nargs=-1, required=True,
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("stores", nargs=-1, required=True)
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @PARAMS
 @click.option("--modality", "modalities", multiple=True,
               help="Train once per modality (repeatable) into OUT_DIR/<modality> and write "
                    "OUT_DIR/comparison.md [default: params.yaml's train.modality, into OUT_DIR].")
 @click.option("--progress/--no-progress", default=True, help="Print each epoch.")
-def train(stores: tuple[Path, ...], out_dir: Path, params: Path, modalities: tuple[str, ...],
+def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tuple[str, ...],
           progress: bool) -> None:
-    """Train and evaluate MEGANet on modality STORES (several form a composite) into OUT_DIR."""
+    """Train and evaluate MEGANet on modality STORES (several form a composite) into OUT_DIR.
+
+    A store is a directory, an exported .zip, or an http(s) URL of either.
+    """
     from train.run import TrainConfig, compare_modalities, run_training
 
     config = _config(TrainConfig, params, "train")
-    locations = [str(s) for s in stores]
+    locations = list(stores)
     if modalities:
         click.echo(compare_modalities(locations, out_dir, config, list(modalities), progress))
         return

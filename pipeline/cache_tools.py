@@ -145,23 +145,18 @@ def recompute_key(kind: str, attrs: dict) -> str:
     """
     provenance = attrs.get("provenance") or {}
     need = ("params", "versions") + (("model_sha256", "input_sha256") if kind == "faces" else ())
-    fields = _manifest_fields() if kind == "faces" else ("faces_key",)
+    fields = writer.MANIFEST_FIELDS if kind == "faces" else ("faces_key", *writer.MODALITY_FIELDS)
     absent = [f"provenance.{k}" for k in need if k not in provenance]
     absent += [k for k in fields if k not in attrs]
     if absent:
         raise KeyError(f"attributes lack {', '.join(absent)}")
     if kind == "modalities":
-        return writer.modalities_key(attrs["faces_key"], provenance["params"],
-                                     provenance["versions"])
+        return writer.modalities_key(attrs["faces_key"],
+                                     {k: attrs[k] for k in writer.MODALITY_FIELDS},
+                                     provenance["params"], provenance["versions"])
     return writer.faces_key({k: attrs[k] for k in fields}, provenance["params"],
                             provenance["versions"], provenance["model_sha256"],
                             provenance["input_sha256"])
-
-
-def _manifest_fields() -> tuple[str, ...]:
-    from .stages import MANIFEST_FIELDS  # here, not at the top: stages imports OpenCV, Numba
-
-    return MANIFEST_FIELDS
 
 
 def _provenance_problems(store: Store, attrs: dict) -> list[tuple[str, str]]:

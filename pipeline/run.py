@@ -29,7 +29,6 @@ from .faces import FacesConfig, model_checksum
 from .reader import open_store
 from .stages import ModalitiesConfig, faces_clip, modalities_clip
 
-
 # The modules whose code decides each stage's output (hashed into every clip's key).
 FACES_CODE = ("pipeline.faces", "pipeline.frames", "pipeline.stages", "pipeline.store")
 MODALITIES_CODE = ("pipeline.apex", "pipeline.kernels", "pipeline.weights", "pipeline.stages",

@@ -14,7 +14,7 @@ LABELS = {"mesti": "MESTI", "mesti_proximity": "MESTI (proximity)",
           "apex_frame": "apex frame"}
 
 
-def show_clip(modalities: Path, clip_id: str, out: Path, faces: Path | None = None,
+def show_clip(modalities: str | Path, clip_id: str, out: Path, faces: str | Path | None = None,
               images: tuple[str, ...] = ("mesti", "dynamic_raw")) -> Path:
     """Write a PNG: onset, apex and offset crops, then the named pooled images."""
     pooled = open_store(modalities)

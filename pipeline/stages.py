@@ -24,10 +24,6 @@ from .kernels import flat_tolerance, to_uint8, weighted_sum
 from .reader import open_store
 from .weights import VARIANTS, weights
 
-MANIFEST_FIELDS = ("dataset", "subject", "clip_id", "source", "kind", "frames", "frame_numbers",
-                   "onset", "apex", "offset", "emotion", "label3", "label5", "action_units",
-                   "fps")
-
 _MODELS: dict[float, faces.FaceModels] = {}
 
 
@@ -43,7 +39,7 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
     cv2.setNumThreads(1)
     started = time.perf_counter()
     clip_id = record["clip_id"]
-    clip = {k: record[k] for k in MANIFEST_FIELDS}
+    clip = {k: record[k] for k in store.MANIFEST_FIELDS}
     try:
         path = clip_folder(clip_id, record["root"], record["source"], record["frames"],
                            record["kind"])
@@ -143,7 +139,8 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
     source = open_store(faces_path)
     attrs = source.clip_attrs(clip_id)
     params = asdict(config)
-    key = store.modalities_key(attrs["content_key"], params, context["versions"])
+    copied = {k: attrs[k] for k in store.MODALITY_FIELDS}
+    key = store.modalities_key(attrs["content_key"], copied, params, context["versions"])
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}
     try:
@@ -167,9 +164,7 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
         images.append(frames[apex])
         lows.append(None)
         highs.append(None)
-    keep = ("dataset", "subject", "clip_id", "emotion", "label3", "label5", "n_frames",
-            "frame_numbers", "onset", "apex", "offset", "fps")
-    out_attrs = {**{k: attrs[k] for k in keep}, "images": config.names, "lo": lows, "hi": highs,
+    out_attrs = {**copied, "images": config.names, "lo": lows, "hi": highs,
                  "apex_index": apex, "apex_policy_used": used, "apex_estimate_index": estimated,
                  "apex_estimate_error": None if annotated is None else estimated - annotated,
                  "faces_key": attrs["content_key"],

@@ -37,6 +37,14 @@ def content_key(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# The manifest fields a faces clip carries, and those a modality clip copies from it.
+MANIFEST_FIELDS = ("dataset", "subject", "clip_id", "source", "kind", "frames", "frame_numbers",
+                   "onset", "apex", "offset", "emotion", "label3", "label5", "action_units",
+                   "fps")
+MODALITY_FIELDS = ("dataset", "subject", "clip_id", "emotion", "label3", "label5", "n_frames",
+                   "frame_numbers", "onset", "apex", "offset", "fps")
+
+
 def faces_key(clip: dict, params: dict, versions: dict, model_sha256: str,
               input_sha256: str) -> str:
     """A faces clip's key: its manifest fields, the stage's knobs, the software, its input."""
@@ -44,10 +52,11 @@ def faces_key(clip: dict, params: dict, versions: dict, model_sha256: str,
                         "model_sha256": model_sha256, "input": input_sha256})
 
 
-def modalities_key(faces_key: str, params: dict, versions: dict) -> str:
-    """A modality clip's key: the faces clip it was computed from, the knobs, the software."""
-    return content_key({"stage": "modalities", "faces_key": faces_key, "params": params,
-                        "versions": versions})
+def modalities_key(faces_key: str, clip: dict, params: dict, versions: dict) -> str:
+    """A modality clip's key: the faces clip it was computed from, the fields it copies
+    from it (so a label edited in the store no longer matches), the knobs, the software."""
+    return content_key({"stage": "modalities", "faces_key": faces_key, "clip": clip,
+                        "params": params, "versions": versions})
 
 
 def versions(*packages: str, code: tuple[str, ...] = ()) -> dict[str, str]:

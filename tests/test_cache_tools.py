@@ -223,7 +223,7 @@ def test_a_zip_reads_as_the_directory_did(built: Path) -> None:
 
 
 def test_a_changed_member_of_an_export_fails_its_checksum(built: Path, tmp_path: Path) -> None:
-    """A modality clip's labels are outside its content key; the archive's sums catch them."""
+    """A label edited inside an export fails both the archive's sums and the clip's key."""
     source = built / "export" / "modalities.zip"
     clip = open_store(source).clip_ids[0]
     key = f"clips/{clip}/zarr.json"
@@ -236,7 +236,7 @@ def test_a_changed_member_of_an_export_fails_its_checksum(built: Path, tmp_path:
                 document["attributes"]["label3"] = "tampered"
                 data = json.dumps(document).encode()
             new.writestr(member, data)
-    assert codes(verify_store(changed)) == {(clip, None, "checksum")}
+    assert codes(verify_store(changed)) == {(clip, None, "checksum"), (clip, None, "content_key")}
 
 
 def test_export_refuses_a_corrupt_store(built: Path, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ def import_with_blocked(code: str, blocked: list[str]) -> subprocess.CompletedPr
     ("datasets_manifest.manifest", ["mediapipe", "numba", "dask", "distributed", "torch"]),
     ("pipeline.run", ["torch"]),
     ("pipeline.weights", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
+    ("pipeline.cache_tools", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
 ])
 def test_module_imports_without(module: str, blocked: list[str]) -> None:
     result = import_with_blocked(f"import {module}", blocked)

@@ -191,4 +191,4 @@ def test_code_change_invalidates_clips(monkeypatch) -> None:
                         lambda name: Spec() if name == "pipeline.weights" else real(name))
     after = store.versions(code=("pipeline.weights",))
     assert before["code_sha256"] != after["code_sha256"]
-    assert store.modalities_key("f", {}, before) != store.modalities_key("f", {}, after)
+    assert store.modalities_key("f", {}, {}, before) != store.modalities_key("f", {}, {}, after)
