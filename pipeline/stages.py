@@ -62,7 +62,7 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
              "provenance": {"params": asdict(config), **context, "input_sha256": input_sha256}}
     store.write_clip(Path(store_path), clip_id,
                      {"frames": frames, "landmarks": found["landmarks"]}, attrs, key,
-                     image_axes={"frames": 1}, compress=False)
+                     compress=False)
     return {"clip_id": clip_id, "status": "ok", "detector": found["attempt"],
             "seconds": time.perf_counter() - started}
 
@@ -170,7 +170,7 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
                  "faces_key": attrs["content_key"],
                  "provenance": {"params": params, **context}}
     store.write_clip(Path(store_path), clip_id, {"images": np.stack(images)}, out_attrs, key,
-                     image_axes={"images": 1})
+                     per_image=("images",))
     return {"clip_id": clip_id, "status": "ok", "apex_policy_used": used,
             "apex_estimate_error": out_attrs["apex_estimate_error"],
             "seconds": time.perf_counter() - started}

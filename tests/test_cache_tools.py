@@ -94,7 +94,7 @@ def test_a_flipped_byte_is_found_and_the_clip_named(built: Path, tmp_path: Path,
     flip(shard, None if where == "chunk" else shard.stat().st_size - 6)
     problems = verify_store(path)
     assert codes(problems) == {(clip, array, "corrupt")}
-    if where == "chunk" and array == "frames":  # one image of the clip, and which one
+    if where == "chunk" and array == "images":  # image chunks: which image is broken
         assert re.search(r"1 of \d+ images unreadable \(positions \d+\)", problems[0].message)
     result = cli("verify", path)
     assert result.exit_code == 1

@@ -31,7 +31,7 @@ def tiny_store(path: Path, dataset: str, subjects: int, seed: int) -> str:
                      "emotion": label, "label3": label, "label5": None, "n_frames": 10,
                      "lo": [0.0], "hi": [1.0]}
             store.write_clip(path, clip_id, {"images": image}, attrs, f"key-{clip_id}",
-                             image_axes={"images": 1})
+                             per_image=("images",))
             ids.append(clip_id)
     store.finalise(path, ids, {})
     return str(path)
