@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install repro test lint clean
+.PHONY: install repro test lint bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Speed and memory against the targets (bench/run.py); e.g. BENCH_ARGS="--clips 4 --frames 12".
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf cache/sample cache/manifest cache/faces cache/modalities cache/train .pytest_cache .ruff_cache

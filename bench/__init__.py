@@ -1,0 +1,1 @@
+"""Benchmarks of the preprocessing pipeline (``make bench``; see bench/run.py)."""
