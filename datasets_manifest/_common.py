@@ -6,7 +6,8 @@ from collections import Counter
 from pathlib import Path
 
 from . import sheets
-from .records import Candidate, Problem
+from .frames import list_frames
+from .records import Candidate, Problem, Scan
 
 
 def find_sheet(root: Path, patterns: tuple[str, ...], dataset: str) -> Path:
@@ -56,3 +57,12 @@ def parse_window(row: dict[str, object]) -> tuple[dict[str, int | None], dict[st
         if note and not (key == "apex" and note == "empty"):
             notes[key] = note
     return values, notes
+
+
+def clip_frames(scan: Scan, folder: Path, clip_id: str, subject: str) -> dict[int, str]:
+    """A clip folder's frames by number; files without a usable number are reported."""
+    frames, odd = list_frames(folder)
+    if odd:
+        scan.problems.append(Problem(clip_id, subject, "frame_name_unparsed", "ignored",
+                                     f"files without a usable frame number: {odd[:5]}"))
+    return frames

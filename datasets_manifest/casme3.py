@@ -22,8 +22,7 @@ import re
 from pathlib import Path
 
 from . import sheets
-from ._common import disambiguate, find_sheet, parse_window, unmatched_folders
-from .frames import list_frames
+from ._common import clip_frames, disambiguate, find_sheet, parse_window, unmatched_folders
 from .records import Candidate, LabelMap, Problem, Scan, safe_id
 
 NAME = "casme3"
@@ -76,10 +75,7 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
             continue
         used.add(key)
         if key not in listed:
-            listed[key], odd = list_frames(folders[key])
-            if odd:
-                scan.problems.append(Problem(clip_id, subject, "frame_name_unparsed", "ignored",
-                                             f"unnumbered files: {odd[:5]}"))
+            listed[key] = clip_frames(scan, folders[key], clip_id, subject)
         values, notes = parse_window(row)
         clips.append(Candidate(
             subject=subject, clip_id=clip_id, source=folders[key].relative_to(images).as_posix(),

@@ -21,8 +21,7 @@ import re
 from pathlib import Path
 
 from . import sheets
-from ._common import find_sheet, parse_window, unmatched_folders
-from .frames import list_frames
+from ._common import clip_frames, find_sheet, parse_window, unmatched_folders
 from .records import Candidate, LabelMap, Problem, Scan, safe_id
 
 NAME = "samm"
@@ -74,10 +73,7 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
                                          detail))
             continue
         used.add(filename)
-        frames, odd = list_frames(folder)
-        if odd:
-            scan.problems.append(Problem(clip_id, subject, "frame_name_unparsed", "ignored",
-                                         f"files without a usable frame number: {odd[:5]}"))
+        frames = clip_frames(scan, folder, clip_id, subject)
         values, notes = parse_window(row)
         scan.clips.append(Candidate(
             subject=subject, clip_id=clip_id, source=folder.relative_to(images).as_posix(),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .frames import list_frames
+from ._common import clip_frames
 from .records import Candidate, LabelMap, Problem, Scan, safe_id
 
 NAME = "smic"
@@ -47,11 +47,8 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
             continue
         for label_dir in sorted(p for p in micro.iterdir() if p.is_dir()):
             for folder in sorted(p for p in label_dir.iterdir() if p.is_dir()):
-                frames, odd = list_frames(folder)
                 clip_id = safe_id(folder.name)
-                if odd:
-                    scan.problems.append(Problem(clip_id, subject.name, "frame_name_unparsed",
-                                                 "ignored", f"unnumbered files: {odd[:5]}"))
+                frames = clip_frames(scan, folder, clip_id, subject.name)
                 scan.clips.append(Candidate(
                     subject=subject.name, clip_id=clip_id,
                     source=folder.relative_to(images).as_posix(), kind="images", frames=frames,

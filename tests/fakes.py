@@ -9,6 +9,9 @@ import cv2
 import numpy as np
 from openpyxl import Workbook
 
+from datasets_manifest.manifest import build_manifest
+from pipeline.sample import SampleConfig, generate_sample
+
 _JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
 _BMP = cv2.imencode(".bmp", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
 
@@ -68,3 +71,10 @@ def casme3_clip(root: Path, subject: int, name: str, first: int, last: int) -> P
     folder = root / "part_A" / f"spNO.{subject}" / name / "color"
     frames(folder, (f"{n}.jpg" for n in range(first, last + 1)))
     return folder
+
+
+def sample_dataset(root: Path, **config) -> Path:
+    """The synthetic sample (``root/raw``) with its CASME II manifest (``root/manifest``)."""
+    generate_sample(root / "raw", SampleConfig(**config))
+    build_manifest("casme2", root / "raw", root / "manifest")
+    return root

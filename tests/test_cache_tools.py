@@ -13,18 +13,17 @@ import threading
 import zipfile
 from pathlib import Path
 
+import fakes
 import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
 
-from datasets_manifest.manifest import build_manifest
 from mesti.cli import main
 from pipeline.cache_tools import CHECKSUMS, MANIFEST, export_store, store_info, verify_store
 from pipeline.faces import FacesConfig
 from pipeline.reader import StoreError, open_store
 from pipeline.run import ClusterOptions, run_faces, run_modalities
-from pipeline.sample import SampleConfig, generate_sample
 from pipeline.stages import ModalitiesConfig
 
 SERIAL = ClusterOptions(workers=0, progress=False)
@@ -35,9 +34,8 @@ def built(tmp_path_factory) -> Path:
     """2 subjects x 2 clips of the synthetic sample: a faces store, a modality store, and
     both exported as zip files under export/."""
     tmp = tmp_path_factory.mktemp("cache_tools")
-    generate_sample(tmp / "raw", SampleConfig(seed=5, subjects=2, min_clips=2, max_clips=2,
-                                              min_frames=16, max_frames=20))
-    build_manifest("casme2", tmp / "raw", tmp / "manifest")
+    fakes.sample_dataset(tmp, seed=5, subjects=2, min_clips=2, max_clips=2, min_frames=16,
+                         max_frames=20)
     run_faces(tmp / "manifest" / "manifest.csv", tmp / "faces.zarr", FacesConfig(), SERIAL)
     run_modalities(tmp / "faces.zarr", tmp / "modalities.zarr", ModalitiesConfig(), SERIAL)
     (tmp / "export").mkdir()

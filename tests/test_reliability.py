@@ -11,11 +11,11 @@ from pathlib import Path
 
 import dask
 import distributed  # noqa: F401  (loads its config defaults before any dask.config.set)
+import fakes
 import faults
 import numpy as np
 import pytest
 
-from datasets_manifest.manifest import build_manifest
 from pipeline.faces import FacesConfig
 from pipeline.reader import StoreError, open_store
 from pipeline.run import (
@@ -27,7 +27,6 @@ from pipeline.run import (
     run_faces,
     run_modalities,
 )
-from pipeline.sample import SampleConfig, generate_sample
 from pipeline.stages import ModalitiesConfig
 
 BIN = Path(sys.executable).parent
@@ -37,10 +36,8 @@ SERIAL = ClusterOptions(workers=0, progress=False)
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("reliability")
-    generate_sample(tmp / "raw", SampleConfig(seed=9, subjects=3, min_clips=3, max_clips=3,
-                                              min_frames=30, max_frames=34))
-    build_manifest("casme2", tmp / "raw", tmp / "manifest")
-    return tmp
+    return fakes.sample_dataset(tmp, seed=9, subjects=3, min_clips=3, max_clips=3,
+                                min_frames=30, max_frames=34)
 
 
 @pytest.fixture(scope="module")

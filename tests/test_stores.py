@@ -6,17 +6,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
+import fakes
 import numpy as np
 import pytest
 import zarr
 
-from datasets_manifest.manifest import build_manifest, read_manifest, write_manifest
+from datasets_manifest.manifest import read_manifest, write_manifest
 from pipeline import weights
 from pipeline.faces import FacesConfig
 from pipeline.kernels import flat_tolerance, to_uint8
 from pipeline.reader import StoreError, open_store
 from pipeline.run import ClusterOptions, run_faces, run_modalities
-from pipeline.sample import IMAGE_DIR, SampleConfig, generate_sample
+from pipeline.sample import IMAGE_DIR
 from pipeline.stages import ModalitiesConfig
 
 SERIAL = ClusterOptions(workers=0, progress=False)
@@ -31,10 +32,8 @@ def tree_digest(path: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("stores")
-    generate_sample(tmp / "raw", SampleConfig(seed=5, subjects=2, min_clips=2, max_clips=2,
-                                              min_frames=16, max_frames=20))
-    build_manifest("casme2", tmp / "raw", tmp / "manifest")
-    return tmp
+    return fakes.sample_dataset(tmp, seed=5, subjects=2, min_clips=2, max_clips=2,
+                                min_frames=16, max_frames=20)
 
 
 @pytest.fixture(scope="module")
