@@ -37,11 +37,13 @@ def estimate(frames: np.ndarray, smoothing: int = 5) -> int:
     return int(np.argmax(difference))
 
 
-def choose(policy: str, frames: np.ndarray, annotated: int | None, fallback: str,
-           smoothing: int) -> tuple[int, str]:
+def choose(policy: str, n_frames: int, annotated: int | None, estimated: int,
+           fallback: str) -> tuple[int, str]:
     """The apex index under ``policy`` and the policy actually used.
 
-    ``annotation`` falls back to ``fallback`` ('middle' or 'estimate') where a clip has none.
+    ``estimated`` is :func:`estimate`'s answer, computed once by the caller (which also
+    reports it). ``annotation`` falls back to ``fallback`` ('middle' or 'estimate') where a
+    clip has none.
     """
     if policy not in POLICIES or fallback not in ("middle", "estimate"):
         raise ValueError(f"apex policy {policy!r}/{fallback!r}; known: {POLICIES}")
@@ -50,5 +52,5 @@ def choose(policy: str, frames: np.ndarray, annotated: int | None, fallback: str
             return annotated, "annotation"
         policy = fallback
     if policy == "middle":
-        return middle(len(frames)), "middle"
-    return estimate(frames, smoothing), "estimate"
+        return middle(n_frames), "middle"
+    return estimated, "estimate"

@@ -150,9 +150,9 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
                                  f"faces store chunk unreadable ({type(error).__name__}: {error})"))
     numbers = attrs["frame_numbers"]
     annotated = numbers.index(attrs["apex"]) if attrs["apex"] in numbers else None
-    apex, used = apex_policy.choose(config.apex_policy, frames, annotated, config.apex_fallback,
-                                    config.apex_smoothing)
     estimated = apex_policy.estimate(frames, config.apex_smoothing)
+    apex, used = apex_policy.choose(config.apex_policy, len(frames), annotated, estimated,
+                                    config.apex_fallback)
     images, lows, highs = [], [], []
     for variant in config.variants:
         w = weights(variant, len(frames), apex + 1)

@@ -122,7 +122,9 @@ def test_apex_policies() -> None:
     profile[3:6] += 8
     frames += profile[:, None, None, None].astype(np.uint8)
     assert apex.estimate(frames, smoothing=1) == 6
-    assert apex.choose("annotation", frames, 4, "middle", 5) == (4, "annotation")
-    assert apex.choose("annotation", frames, None, "middle", 5) == (5, "middle")
-    assert apex.choose("middle", frames, 2, "middle", 5) == (5, "middle")
-    assert apex.choose("estimate", frames, None, "middle", 3)[1] == "estimate"
+    estimated = apex.estimate(frames, smoothing=3)
+    assert apex.choose("annotation", 11, 4, estimated, "middle") == (4, "annotation")
+    assert apex.choose("annotation", 11, None, estimated, "middle") == (5, "middle")
+    assert apex.choose("middle", 11, 2, estimated, "middle") == (5, "middle")
+    assert apex.choose("estimate", 11, None, estimated, "middle") == (estimated, "estimate")
+    assert apex.choose("annotation", 11, None, estimated, "estimate") == (estimated, "estimate")
