@@ -54,10 +54,6 @@ def clip_folder(clip_id: str, root: str, source: str, frames: list[str], kind: s
     return path
 
 
-def source_path(root: str, source: str, base: Path | None = None) -> Path:
-    return (base or Path()) / root / source
-
-
 def iter_frames(clip_id: str, kind: str, path: Path, frames: list[str]) -> Iterator[np.ndarray]:
     """The window's frames in order, BGR uint8 (H, W, 3)."""
     if kind == "images":

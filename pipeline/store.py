@@ -2,7 +2,7 @@
 
 Layout (the spec is cache/README.md): a root group whose attributes carry the stage, its
 parameters and ``complete``; ``clips/<clip_id>`` groups, one per clip, each with its arrays
-(one image per chunk, one shard per array so a clip is one data file per array) and the
+(one data file per array: a whole-clip chunk, or image chunks inside one shard) and the
 clip's manifest fields, provenance and content key in its attributes.
 
 Crash safety: a clip's group is rewritten whole, and its ``status`` becomes "ok" (with its
@@ -23,7 +23,8 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-LAYOUT_VERSION = 1
+from .reader import LAYOUT_VERSION
+
 # Equalised face crops are sensor noise at the pixel level: zstd shrinks them by 1.2x for
 # 3.4x the write time, so faces are stored with checksums only. Pooled images are mostly
 # flat and compress well.
