@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .reader import SAFE_CLIP_ID
+
 FAILURE_CODES = {
     "input_missing": "a frame file or video is not there",
     "decode_error": "a frame cannot be decoded (empty, truncated, not an image, size differs)",
@@ -40,9 +42,13 @@ def clip_folder(clip_id: str, root: str, source: str, frames: list[str], kind: s
     """The clip's folder (or video), refusing any manifest path that leaves ``root``.
 
     Manifests, like the sheets they come from, are untrusted: a ``source`` of ``../..`` or
-    an absolute path, or a frame name holding a separator, is an error, never followed.
+    an absolute path, a frame name holding a separator, or a clip id that is not one safe
+    path component (it names the clip's group in the store), is an error, never followed.
     The check reads the text, so symbolic links a user placed inside ``root`` still work.
     """
+    if not SAFE_CLIP_ID.fullmatch(clip_id):
+        raise ClipError(clip_id, "annotation_invalid",
+                        f"clip id {clip_id!r} is not a single safe path component")
     base = Path(os.path.normpath(Path(root).absolute()))
     path = Path(os.path.normpath(base / source))
     if not source or Path(source).is_absolute() or not path.is_relative_to(base) or path == base:

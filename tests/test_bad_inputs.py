@@ -81,7 +81,8 @@ def results(dataset, tmp_path_factory):
     # a hand-edited manifest row whose source leaves the dataset folder
     escape = records[0].__class__(**{**records[0].__dict__, "clip_id": "sub99_escape",
                                      "source": "../../outside"})
-    write_manifest([*records, escape], tmp / "manifest" / "manifest.csv")
+    unsafe = records[0].__class__(**{**records[0].__dict__, "clip_id": "../escaped"})
+    write_manifest([*records, escape, unsafe], tmp / "manifest" / "manifest.csv")
     metrics = run_faces(tmp / "manifest" / "manifest.csv", tmp / "faces.zarr", FacesConfig(),
                         SERIAL)
     clean = tmp / "clean"
@@ -99,6 +100,7 @@ def results(dataset, tmp_path_factory):
     ("sub10_noface", "no_face", "no face found"),
     ("sub11_twofaces", "several_faces", "2 faces"),
     ("sub99_escape", "annotation_invalid", "leaves"),
+    ("../escaped", "annotation_invalid", "not a single safe path component"),
 ])
 def test_faces_stage_names_the_error(results, clip: str, code: str, words: str) -> None:
     failures = results[4]
@@ -131,7 +133,7 @@ def test_survivable_inputs_are_processed(results, clip: str) -> None:
 def test_good_clips_are_intact(results, dataset) -> None:
     _, good = dataset
     _, _, metrics, store, failures, clean = results
-    assert metrics["clips_failed"] == len(failures) == 5
+    assert metrics["clips_failed"] == len(failures) == 6
     for clip in good:
         assert np.array_equal(store.frames(clip), clean.frames(clip))
         assert store.clip_attrs(clip)["content_key"] == clean.clip_attrs(clip)["content_key"]
