@@ -2,8 +2,9 @@
 
 Wall-clock times include what a user waits for: starting the LocalCluster (workers are
 spawned processes that import their task's modules), the work, and closing it. The decode
-floor pays for its own cluster in the same way, so the ratio of the two measures what the
-pipeline adds over reading the frames. Every run checks that every clip was processed,
+floor and the memory probe run on the pipeline's own LocalCluster (``dask_client``), set
+up exactly as the stages' is, so the ratio measures what the pipeline adds over reading
+the frames. Every run checks that every clip was processed,
 so a failure cannot pass for speed.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 from datasets_manifest.manifest import read_manifest
 from pipeline.faces import FacesConfig
 from pipeline.kernels import weighted_sum
-from pipeline.run import ClusterOptions, run_faces, run_modalities
+from pipeline.run import ClusterOptions, dask_client, run_faces, run_modalities
 from pipeline.stages import ModalitiesConfig
 from pipeline.weights import mesti
 
@@ -53,14 +54,6 @@ class Timing:
     repeats: int
 
 
-def _cluster(workers: int):
-    """A LocalCluster like the pipeline's default: single-threaded worker processes."""
-    from distributed import LocalCluster
-
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                        dashboard_address=None)
-
-
 def _expect(metrics: dict, clips: int, stage: str) -> None:
     """Fail unless the stage computed every clip (none reused, none failed)."""
     if metrics["clips_ok"] != clips:
@@ -84,12 +77,10 @@ def end_to_end(manifest: Path, scratch: Path, workers: int) -> EndToEnd:
 
 def decode_floor(manifest: Path, workers: int) -> float:
     """Seconds to read and decode every frame of the manifest, one task per clip."""
-    from distributed import Client
-
     records = read_manifest(manifest)
     paths = [[str(Path(r.root) / r.source / name) for name in r.frames] for r in records]
     started = time.perf_counter()
-    with _cluster(workers) as cluster, Client(cluster) as client:
+    with dask_client(ClusterOptions(workers=workers)) as client:
         decoded = sum(client.gather(client.map(decode_clip, paths, pure=False)))
     elapsed = time.perf_counter() - started
     if decoded != sum(len(p) for p in paths):
@@ -118,11 +109,9 @@ def faces_peak_rss(manifest: Path, store: Path, workers: int) -> list[float]:
     The stage runs on a cluster started here (passed by address, as for a remote cluster)
     so the workers can be asked for their high-water mark once it has finished.
     """
-    from distributed import Client
-
     clips = len(read_manifest(manifest))
-    with _cluster(workers) as cluster, Client(cluster) as client:
-        options = ClusterOptions(scheduler=cluster.scheduler_address, progress=False)
+    with dask_client(ClusterOptions(workers=workers)) as client:
+        options = ClusterOptions(scheduler=client.scheduler.address, progress=False)
         _expect(run_faces(manifest, store, FacesConfig(), options), clips, "faces")
         peaks = client.run(peak_rss_mb)
     return sorted(peaks.values())

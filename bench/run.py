@@ -245,7 +245,7 @@ def notes(m: Measurements) -> list[str]:
         f"built in {d.manifest_s:.2f} s, not counted below). Frames are in the page cache.",
         "1: end to end is run_faces + run_modalities from the manifest with the default "
         "knobs and ClusterOptions(workers=N), wall clock including each stage's LocalCluster "
-        "start and stop; the floor is a LocalCluster of N single-threaded workers mapping "
+        "start and stop; the floor is the same LocalCluster (pipeline.run.dask_client) mapping "
         "bench.tasks.decode_clip (np.fromfile + cv2.imdecode of every frame) over the clips.",
         "2: bench/baseline.py, timed as a whole including making the detector; it computes "
         "one pooled image per clip where the pipeline computes four plus the apex frame.",

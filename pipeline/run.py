@@ -171,7 +171,7 @@ def _map(function: Callable[..., dict], items: list, cluster: ClusterOptions, la
                 results.append(function(item, **kwargs))
                 bar.update()
             return results
-        with _client(cluster) as client:
+        with dask_client(cluster) as client:
             import dask
             from distributed import KilledWorker, as_completed
 
@@ -206,7 +206,9 @@ def jobqueue_cluster(name: str):
 
 
 @contextmanager
-def _client(cluster: ClusterOptions) -> Iterator:
+def dask_client(cluster: ClusterOptions) -> Iterator:
+    """A Dask client for ``cluster``: a running scheduler, a job queue, or a LocalCluster
+    set up as the stages need it (the benchmark uses the same one)."""
     from distributed import Client, LocalCluster
 
     if cluster.scheduler or cluster.scheduler_file:
@@ -225,8 +227,8 @@ def _client(cluster: ClusterOptions) -> Iterator:
     # innocent clip from being quarantined beside the clip that kills its worker.
     # Dask's MALLOC_TRIM_THRESHOLD_ turns off glibc's adaptive mmap threshold, so every
     # decoded frame becomes a fresh mapping full of page faults: the faces stage ran 37%
-    # slower with it. Our workers allocate the same sizes clip after clip (memory stays
-    # flat without it; bench/ measures both), so it is left out; the thread caps stay.
+    # slower with it. Our workers allocate the same sizes clip after clip, so it is left
+    # out (bench/ checks that peak memory per worker stays flat); the thread caps stay.
     environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ").items()
                if k != "MALLOC_TRIM_THRESHOLD_"}
     settings = {"distributed.scheduler.worker-saturation": 1.0,

@@ -41,5 +41,5 @@ def test_only_the_orchestration_imports_dask() -> None:
 
 
 def test_blocking_really_blocks() -> None:
-    result = import_with_blocked("import pipeline.run; pipeline.run._client", ["numba"])
+    result = import_with_blocked("import pipeline.run; pipeline.run.dask_client", ["numba"])
     assert result.returncode != 0 and "numba" in result.stderr
