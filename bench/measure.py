@@ -185,20 +185,12 @@ def loso_fold_seconds(store: Path, params: Path) -> tuple[float, int, str]:
     from mesti.params import load_section
     from train import protocols
     from train.data import load_clips, to_tensor
-    from train.loop import predict, train_fold
-    from train.model import build
-    from train.run import TrainConfig
+    from train.run import TrainConfig, fit_fold
 
     config = load_section(TrainConfig, params, "train")
     table = load_clips([str(store)], config.modality, config.labels)
     fold = protocols.loso(table.subjects)[0]
     started = time.perf_counter()
     x, y = to_tensor(table.images, config.input_size), torch.from_numpy(table.labels)
-    torch.manual_seed(config.seed)
-    model = train_fold(build(config.variant, len(table.classes)), x, y, fold.train,
-                       fold.validation, epochs=config.epochs, batch_size=config.batch_size,
-                       lr=config.lr, weight_decay=config.weight_decay, gamma=config.gamma,
-                       seed=config.seed, device=torch.device("cpu"),
-                       channels_last=config.channels_last, log=lambda row: None)
-    predict(model, x[fold.test], torch.device("cpu"), config.batch_size, config.channels_last)
+    fit_fold(config, x, y, fold, 0, len(table.classes), torch.device("cpu"), lambda row: None)
     return time.perf_counter() - started, len(fold.train), fold.name

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -79,8 +80,6 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
     fold_of = np.full(len(table.labels), "", dtype=object)
     epochs, fold_rows, maps = [], [], []
     for number, fold in enumerate(folds):
-        torch.manual_seed(config.seed + number)  # the initial weights too, not only the batches
-        model = build(config.variant, len(table.classes))
         name = fold.name
 
         def log(row: dict, name: str = name) -> None:
@@ -89,12 +88,7 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
                 print(f"fold {name} epoch {row['epoch']}: loss {row['loss']:.4f} "
                       f"accuracy {row['accuracy']:.3f}", flush=True)
 
-        model = train_fold(model, x, y, fold.train, fold.validation, epochs=config.epochs,
-                           batch_size=config.batch_size, lr=config.lr,
-                           weight_decay=config.weight_decay, gamma=config.gamma,
-                           seed=config.seed + number, device=device,
-                           channels_last=config.channels_last, log=log)
-        p = predict(model, x[fold.test], device, config.batch_size, config.channels_last)
+        model, p = fit_fold(config, x, y, fold, number, len(table.classes), device, log)
         probabilities[fold.test] = p
         fold_of[fold.test] = name
         fold_scores = scores(table.labels[fold.test], p.argmax(1), len(table.classes))
@@ -117,6 +111,19 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
         {"config": asdict(config), "stores": [str(s) for s in stores]}, indent=2) + "\n")
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
     return metrics
+
+
+def fit_fold(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, fold: protocols.Fold,
+             number: int, n_classes: int, device: torch.device,
+             log: Callable[[dict], None]) -> tuple[torch.nn.Module, np.ndarray]:
+    """Train fold ``number`` from seeded initial weights; its test clips' probabilities."""
+    torch.manual_seed(config.seed + number)  # the initial weights too, not only the batches
+    model = train_fold(build(config.variant, n_classes), x, y, fold.train, fold.validation,
+                       epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                       weight_decay=config.weight_decay, gamma=config.gamma,
+                       seed=config.seed + number, device=device,
+                       channels_last=config.channels_last, log=log)
+    return model, predict(model, x[fold.test], device, config.batch_size, config.channels_last)
 
 
 def compare_modalities(stores: list[str], out: Path, config: TrainConfig,
