@@ -15,10 +15,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from datasets_manifest.manifest import read_manifest
-from datasets_manifest.records import ClipRecord
-from pipeline.weights import mesti
+from mesti.datasets_manifest.manifest import read_manifest
+from mesti.datasets_manifest.records import ClipRecord
+from mesti.pipeline.weights import mesti
 
 SIZE = 224
 Box = tuple[int, int, int, int]

@@ -15,8 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from datasets_manifest.manifest import build_manifest, read_manifest, write_manifest
-from pipeline.sample import SampleConfig, generate_sample
+from mesti.datasets_manifest.manifest import build_manifest, read_manifest, write_manifest
+from mesti.pipeline.sample import SampleConfig, generate_sample
 
 CLIPS_PER_SUBJECT = 2
 DONE_MARKER = "bench-dataset.json"

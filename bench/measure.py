@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from datasets_manifest.manifest import read_manifest
-from pipeline.faces import FacesConfig
-from pipeline.kernels import weighted_sum
-from pipeline.run import ClusterOptions, dask_client, run_faces, run_modalities
-from pipeline.stages import ModalitiesConfig
-from pipeline.weights import mesti
+from mesti.datasets_manifest.manifest import read_manifest
+from mesti.pipeline.faces import FacesConfig
+from mesti.pipeline.kernels import weighted_sum
+from mesti.pipeline.run import ClusterOptions, dask_client, run_faces, run_modalities
+from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.weights import mesti
 
 from .tasks import decode_clip, peak_rss_mb
 
@@ -153,9 +152,8 @@ def training_throughput(input_size: int, batch_size: int = 16, steps: int = 5) -
     Random inputs: the speed of a step does not depend on the pixels.
     """
     import torch
-
-    from train.loop import focal_loss
-    from train.model import build
+    from mesti.train.loop import focal_loss
+    from mesti.train.models.meganet import build
 
     torch.manual_seed(0)
     model = build("meganet", 3).to(memory_format=torch.channels_last)
@@ -181,11 +179,11 @@ def loso_fold_seconds(store: Path, params: Path) -> tuple[float, int, str]:
     Returns (seconds, training clips, fold name).
     """
     import torch
+    from mesti.train import protocols
+    from mesti.train.data import load_clips, to_tensor
+    from mesti.train.run import TrainConfig, fit_fold
 
     from mesti.params import load_section
-    from train import protocols
-    from train.data import load_clips, to_tensor
-    from train.run import TrainConfig, fit_fold
 
     config = load_section(TrainConfig, params, "train")
     table = load_clips([str(store)], config.modality, config.labels)

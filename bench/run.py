@@ -116,7 +116,7 @@ def measure_all(args: argparse.Namespace, scratch: Path) -> Measurements:
         peak_rss[clips] = measure.faces_peak_rss(manifest, scratch / f"faces-{clips}.zarr",
                                                  max(WORKERS))
     say("training: MEGANet images per second, one LOSO fold")
-    from train.run import TrainConfig
+    from mesti.train.run import TrainConfig
 
     sizes = sorted({TrainConfig().input_size, 64})
     throughput = {size: measure.training_throughput(size) for size in sizes}
@@ -217,7 +217,7 @@ def memory_rows(m: Measurements) -> list[Row]:
 
 def training_rows(m: Measurements) -> list[Row]:
     """Item 7: MEGANet training throughput on the CPU, and one LOSO fold's time."""
-    from train.run import TrainConfig
+    from mesti.train.run import TrainConfig
 
     default = TrainConfig().input_size
     rows = [Row("7", f"MEGANet training, {size}x{size} input, batch 16"

@@ -25,7 +25,7 @@ def verify(store: str) -> None:
 
     Lists every problem of every clip and exits 1 if there is any.
     """
-    from pipeline.cache_tools import verify_store
+    from mesti.pipeline.cache_tools import verify_store
 
     problems = _call(verify_store, store)
     for problem in problems:
@@ -42,7 +42,7 @@ def verify(store: str) -> None:
 @click.option("--json", "as_json", is_flag=True, default=False, help="Print JSON.")
 def info(store: str, as_json: bool) -> None:
     """Describe STORE: kind, dataset, completeness, provenance, each clip's arrays."""
-    from pipeline.cache_tools import format_info, store_info
+    from mesti.pipeline.cache_tools import format_info, store_info
 
     described = _call(store_info, store)
     click.echo(json.dumps(described, indent=2) if as_json else format_info(described))
@@ -55,7 +55,7 @@ def info(store: str, as_json: bool) -> None:
               help="Verify STORE first and refuse to export one with problems.")
 def export(store: str, out_zip: Path, check: bool) -> None:
     """Write STORE as one zip file OUT_ZIP with MANIFEST.json and SHA256SUMS."""
-    from pipeline.cache_tools import export_store
+    from mesti.pipeline.cache_tools import export_store
 
     manifest = _call(export_store, store, out_zip, check=check)
     click.echo(f"wrote {out_zip}: {manifest['kind']} store, {len(manifest['clips'])} clips, "
@@ -64,7 +64,7 @@ def export(store: str, out_zip: Path, check: bool) -> None:
 
 def _call(function, *args, **kwargs):
     """Run a library function; a location that is not a usable store is a clean error."""
-    from pipeline.reader import StoreError
+    from mesti.pipeline.reader import StoreError
 
     try:
         return function(*args, **kwargs)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from datasets_manifest import RECIPES
+from mesti.datasets_manifest import RECIPES
 
 from .params import ParamsError, load_section
 
@@ -28,7 +28,7 @@ def main() -> None:
 @PARAMS
 def sample(out_dir: Path, params: Path) -> None:
     """Write the synthetic sample dataset (CASME II layout) into OUT_DIR."""
-    from pipeline.sample import SampleConfig, generate_sample
+    from mesti.pipeline.sample import SampleConfig, generate_sample
 
     clips = generate_sample(out_dir, _config(SampleConfig, params, "sample"))
     frames = sum(c.offset - c.onset + 1 for c in clips)
@@ -50,10 +50,10 @@ def manifest(dataset: str, raw_root: Path, out: Path, sheet: Path | None,
 
     Exits non-zero only when no clip is usable; every problem is listed in OUT/report.md.
     """
-    from datasets_manifest.manifest import build_manifest
-    from datasets_manifest.overrides import OverridesError
-    from datasets_manifest.sheets import SheetError
-    from datasets_manifest.validate import ManifestConfig
+    from mesti.datasets_manifest.manifest import build_manifest
+    from mesti.datasets_manifest.overrides import OverridesError
+    from mesti.datasets_manifest.sheets import SheetError
+    from mesti.datasets_manifest.validate import ManifestConfig
 
     config = _config(ManifestConfig, params, "manifest")
     try:
@@ -106,7 +106,7 @@ def stage_outputs(command):
 def _run_stage(run, *args, metrics, failures, max_failure_fraction, scheduler, scheduler_file,
                workers, progress, jobqueue, jobs) -> None:
     """Call a stage's library function with the cluster and report options; print metrics."""
-    from pipeline.run import ClusterOptions, StageFailed, StageOutputs
+    from mesti.pipeline.run import ClusterOptions, StageFailed, StageOutputs
 
     cluster = ClusterOptions(scheduler, scheduler_file, workers, progress, jobqueue, jobs)
     try:
@@ -128,8 +128,8 @@ def faces(manifest_csv: Path, store: Path, params: Path, **options) -> None:
     A clip that cannot be processed (missing or broken frames, no face, several faces) is
     recorded in the failures table and the rest goes on.
     """
-    from pipeline.faces import FacesConfig
-    from pipeline.run import run_faces
+    from mesti.pipeline.faces import FacesConfig
+    from mesti.pipeline.run import run_faces
 
     _run_stage(run_faces, manifest_csv, store, _config(FacesConfig, params, "faces"), **options)
 
@@ -142,8 +142,8 @@ def faces(manifest_csv: Path, store: Path, params: Path, **options) -> None:
 @cluster_options
 def modalities(faces_store: Path, store: Path, params: Path, **options) -> None:
     """Compute MESTI, dynamic images and the apex frame of every clip into STORE (zarr)."""
-    from pipeline.run import run_modalities
-    from pipeline.stages import ModalitiesConfig
+    from mesti.pipeline.run import run_modalities
+    from mesti.pipeline.stages import ModalitiesConfig
 
     config = _config(ModalitiesConfig, params, "modalities")
     _run_stage(run_modalities, faces_store, store, config, **options)
@@ -160,8 +160,8 @@ def modalities(faces_store: Path, store: Path, params: Path, **options) -> None:
 def show(store: str, clip: str, out_png: Path, faces_store: str | None,
          images: tuple[str, ...]) -> None:
     """Draw CLIP's onset, apex and offset crops beside its MESTI and dynamic image."""
-    from pipeline.reader import StoreError
-    from pipeline.show import show_clip
+    from mesti.pipeline.reader import StoreError
+    from mesti.pipeline.show import show_clip
 
     try:
         click.echo(show_clip(store, clip, out_png, faces_store, images))
@@ -183,7 +183,7 @@ def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tupl
 
     A store is a directory, an exported .zip, or an http(s) URL of either.
     """
-    from train.run import TrainConfig, compare_modalities, run_training
+    from mesti.train.run import TrainConfig, compare_modalities, run_training
 
     config = _config(TrainConfig, params, "train")
     locations = list(stores)

@@ -1,6 +1,6 @@
 """Reading mesti stores: numpy and zarr only (fsspec for URLs), no MediaPipe, Numba or Dask.
 
-    from pipeline.reader import open_store
+    from mesti.pipeline.reader import open_store
     store = open_store("cache/modalities/sample.zarr")
     store.index["label3"]                  # one entry per clip, in store order
     store.image("sub01_EP01_05f", "mesti")  # (224, 224, 3) uint8

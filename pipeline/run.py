@@ -20,9 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mesti.datasets_manifest.manifest import read_manifest
 from tqdm import tqdm
-
-from datasets_manifest.manifest import read_manifest
 
 from . import store
 from .faces import FacesConfig, model_checksum
@@ -30,9 +29,9 @@ from .reader import open_store
 from .stages import ModalitiesConfig, faces_clip, modalities_clip
 
 # The modules whose code decides each stage's output (hashed into every clip's key).
-FACES_CODE = ("pipeline.faces", "pipeline.frames", "pipeline.stages", "pipeline.store")
-MODALITIES_CODE = ("pipeline.apex", "pipeline.kernels", "pipeline.weights", "pipeline.stages",
-                   "pipeline.store")
+FACES_CODE = tuple(f"mesti.pipeline.{m}" for m in ("faces", "frames", "stages", "store"))
+MODALITIES_CODE = tuple(f"mesti.pipeline.{m}"
+                        for m in ("apex", "kernels", "weights", "stages", "store"))
 
 
 @dataclass(frozen=True)

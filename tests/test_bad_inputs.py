@@ -8,14 +8,13 @@ import cv2
 import fakes
 import numpy as np
 import pytest
-
-from datasets_manifest import videos
-from datasets_manifest.manifest import build_manifest, read_manifest, write_manifest
-from datasets_manifest.sheets import SheetError
-from pipeline.faces import FacesConfig
-from pipeline.reader import open_store
-from pipeline.run import ClusterOptions, run_faces
-from pipeline.sample import IMAGE_DIR, SampleConfig, generate_sample
+from mesti.datasets_manifest import videos
+from mesti.datasets_manifest.manifest import build_manifest, read_manifest, write_manifest
+from mesti.datasets_manifest.sheets import SheetError
+from mesti.pipeline.faces import FacesConfig
+from mesti.pipeline.reader import open_store
+from mesti.pipeline.run import ClusterOptions, run_faces
+from mesti.pipeline.sample import IMAGE_DIR, SampleConfig, generate_sample
 
 SERIAL = ClusterOptions(workers=0, progress=False)
 N = 12  # frames per clip: one lost frame stays under max_missing_fraction

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from mesti.pipeline.cache_tools import CHECKSUMS, MANIFEST, export_store, store_info, verify_store
+from mesti.pipeline.faces import FacesConfig
+from mesti.pipeline.reader import StoreError, open_store
+from mesti.pipeline.run import ClusterOptions, run_faces, run_modalities
+from mesti.pipeline.stages import ModalitiesConfig
 
 from mesti.cli import main
-from pipeline.cache_tools import CHECKSUMS, MANIFEST, export_store, store_info, verify_store
-from pipeline.faces import FacesConfig
-from pipeline.reader import StoreError, open_store
-from pipeline.run import ClusterOptions, run_faces, run_modalities
-from pipeline.stages import ModalitiesConfig
 
 SERIAL = ClusterOptions(workers=0, progress=False)
 
@@ -311,7 +311,7 @@ def test_verify_read_and_export_over_http(built: Path, url: str, tmp_path: Path)
 
 
 def test_training_reads_a_store_over_http(url: str, tmp_path: Path) -> None:
-    from train.run import TrainConfig, run_training
+    from mesti.train.run import TrainConfig, run_training
 
     config = TrainConfig(input_size=32, epochs=1, batch_size=4, figure_clips=0)
     metrics = run_training([f"{url}/export/modalities.zip"], tmp_path / "run", config,

@@ -4,10 +4,9 @@ from pathlib import Path
 
 import fakes
 import pytest
-
-from datasets_manifest import casme2
-from datasets_manifest.manifest import build_manifest, read_manifest
-from datasets_manifest.validate import ManifestConfig, validate
+from mesti.datasets_manifest import casme2
+from mesti.datasets_manifest.manifest import build_manifest, read_manifest
+from mesti.datasets_manifest.validate import ManifestConfig, validate
 
 
 @pytest.fixture

@@ -21,11 +21,12 @@ def import_with_blocked(code: str, blocked: list[str]) -> subprocess.CompletedPr
 
 
 @pytest.mark.parametrize("module, blocked", [
-    ("pipeline.reader", ["mediapipe", "numba", "dask", "distributed", "cv2", "torch", "pandas"]),
-    ("datasets_manifest.manifest", ["mediapipe", "numba", "dask", "distributed", "torch"]),
-    ("pipeline.run", ["torch"]),
-    ("pipeline.weights", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
-    ("pipeline.cache_tools", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
+    ("mesti.pipeline.reader",
+     ["mediapipe", "numba", "dask", "distributed", "cv2", "torch", "pandas"]),
+    ("mesti.datasets_manifest.manifest", ["mediapipe", "numba", "dask", "distributed", "torch"]),
+    ("mesti.pipeline.run", ["torch"]),
+    ("mesti.pipeline.weights", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
+    ("mesti.pipeline.cache_tools", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
 ])
 def test_module_imports_without(module: str, blocked: list[str]) -> None:
     result = import_with_blocked(f"import {module}", blocked)
@@ -33,13 +34,14 @@ def test_module_imports_without(module: str, blocked: list[str]) -> None:
 
 
 def test_only_the_orchestration_imports_dask() -> None:
-    code = ("import pipeline.apex, pipeline.faces, pipeline.frames, pipeline.kernels, "
-            "pipeline.reader, pipeline.sample, pipeline.show, pipeline.stages, pipeline.store, "
-            "pipeline.weights")
+    modules = ("apex", "faces", "frames", "kernels", "reader", "sample", "show", "stages", "store",
+               "weights")
+    code = "import " + ", ".join(f"mesti.pipeline.{name}" for name in modules)
     result = import_with_blocked(code, ["dask", "distributed"])
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_blocking_really_blocks() -> None:
-    result = import_with_blocked("import pipeline.run; pipeline.run.dask_client", ["numba"])
+    result = import_with_blocked("import mesti.pipeline.run; mesti.pipeline.run.dask_client",
+                                 ["numba"])
     assert result.returncode != 0 and "numba" in result.stderr

@@ -5,12 +5,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
-from datasets_manifest.manifest import build_manifest
-from pipeline import apex, faces
-from pipeline.frames import iter_frames
-from pipeline.reader import open_store
-from pipeline.run import ClusterOptions, run_faces
+from mesti.datasets_manifest.manifest import build_manifest
+from mesti.pipeline import apex, faces
+from mesti.pipeline.frames import iter_frames
+from mesti.pipeline.reader import open_store
+from mesti.pipeline.run import ClusterOptions, run_faces
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "real_clips"
 SINGLE = CLIPS / "single_face.mp4"

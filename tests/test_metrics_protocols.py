@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from mesti.train import protocols
+from mesti.train.metrics import confusion, scores
 from sklearn.metrics import accuracy_score, f1_score, recall_score
-
-from train import protocols
-from train.metrics import confusion, scores
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -2,9 +2,15 @@
 
 import pytest
 import torch
+from mesti.train.models.meganet import (
+    CBAM,
+    VARIANTS,
+    GradientAttention,
+    SelfAttention,
+    SqueezeExcitation,
+    build,
+)
 from torch import nn
-
-from train.model import CBAM, VARIANTS, GradientAttention, SelfAttention, SqueezeExcitation, build
 
 EXPECTED_INPUT = {"meganet_no_gradient_attention": nn.Identity, "meganet_se": SqueezeExcitation,
                   "meganet_cbam": CBAM}

@@ -6,9 +6,8 @@ import cv2
 import fakes
 import numpy as np
 import pytest
-
-from datasets_manifest import casme3, samm, smic, videos
-from datasets_manifest.validate import ManifestConfig, validate
+from mesti.datasets_manifest import casme3, samm, smic, videos
+from mesti.datasets_manifest.validate import ManifestConfig, validate
 
 
 def _check(scan):

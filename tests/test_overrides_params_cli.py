@@ -5,13 +5,13 @@ from pathlib import Path
 import fakes
 import pytest
 from click.testing import CliRunner
+from mesti.datasets_manifest import casme2
+from mesti.datasets_manifest.overrides import OverridesError, load_overrides
+from mesti.datasets_manifest.validate import ManifestConfig, validate
+from mesti.pipeline.sample import SampleConfig
 
-from datasets_manifest import casme2
-from datasets_manifest.overrides import OverridesError, load_overrides
-from datasets_manifest.validate import ManifestConfig, validate
 from mesti.cli import main
 from mesti.params import ParamsError, load_section
-from pipeline.sample import SampleConfig
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ from itertools import cycle
 from pathlib import Path
 
 import fakes
-
-from datasets_manifest import casme2, samm, smic
-from datasets_manifest.validate import ManifestConfig, validate
+from mesti.datasets_manifest import casme2, samm, smic
+from mesti.datasets_manifest.validate import ManifestConfig, validate
 
 
 def _assign(emotions: Counter, reserved: dict[int, list[str]], subjects: range,

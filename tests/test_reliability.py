@@ -15,10 +15,9 @@ import fakes
 import faults
 import numpy as np
 import pytest
-
-from pipeline.faces import FacesConfig
-from pipeline.reader import StoreError, open_store
-from pipeline.run import (
+from mesti.pipeline.faces import FacesConfig
+from mesti.pipeline.reader import StoreError, open_store
+from mesti.pipeline.run import (
     ClusterOptions,
     StageFailed,
     StageOutputs,
@@ -27,7 +26,7 @@ from pipeline.run import (
     run_faces,
     run_modalities,
 )
-from pipeline.stages import ModalitiesConfig
+from mesti.pipeline.stages import ModalitiesConfig
 
 BIN = Path(sys.executable).parent
 SERIAL = ClusterOptions(workers=0, progress=False)

@@ -10,15 +10,14 @@ import fakes
 import numpy as np
 import pytest
 import zarr
-
-from datasets_manifest.manifest import read_manifest, write_manifest
-from pipeline import weights
-from pipeline.faces import FacesConfig
-from pipeline.kernels import flat_tolerance, to_uint8
-from pipeline.reader import StoreError, open_store
-from pipeline.run import ClusterOptions, run_faces, run_modalities
-from pipeline.sample import IMAGE_DIR
-from pipeline.stages import ModalitiesConfig
+from mesti.datasets_manifest.manifest import read_manifest, write_manifest
+from mesti.pipeline import weights
+from mesti.pipeline.faces import FacesConfig
+from mesti.pipeline.kernels import flat_tolerance, to_uint8
+from mesti.pipeline.reader import StoreError, open_store
+from mesti.pipeline.run import ClusterOptions, run_faces, run_modalities
+from mesti.pipeline.sample import IMAGE_DIR
+from mesti.pipeline.stages import ModalitiesConfig
 
 SERIAL = ClusterOptions(workers=0, progress=False)
 TWO = ClusterOptions(workers=2, progress=False)
@@ -178,16 +177,16 @@ def test_code_change_invalidates_clips(monkeypatch) -> None:
     """A clip's key covers the code that computed it, not only knobs and versions."""
     import importlib.util
 
-    from pipeline import store
+    from mesti.pipeline import store
 
-    before = store.versions(code=("pipeline.weights",))
+    before = store.versions(code=("mesti.pipeline.weights",))
     real = importlib.util.find_spec
 
     class Spec:
         origin = __file__  # another file stands in for an edited module
 
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name: Spec() if name == "pipeline.weights" else real(name))
-    after = store.versions(code=("pipeline.weights",))
+                        lambda name: Spec() if name == "mesti.pipeline.weights" else real(name))
+    after = store.versions(code=("mesti.pipeline.weights",))
     assert before["code_sha256"] != after["code_sha256"]
     assert store.modalities_key("f", {}, {}, before) != store.modalities_key("f", {}, {}, after)

@@ -4,14 +4,14 @@ import csv
 import json
 from pathlib import Path
 
+import mesti.train.run as train_run
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mesti.pipeline import store
+from mesti.train.run import TrainConfig, run_training
 
-import train.run as train_run
 from mesti.cli import main
-from pipeline import store
-from train.run import TrainConfig, run_training
 
 TINY = TrainConfig(input_size=32, epochs=2, batch_size=4, lr=1e-3, figure_clips=2)
 LABELS = ("negative", "positive", "surprise")

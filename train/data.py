@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from pipeline.reader import open_store
+from mesti.pipeline.reader import open_store
 
 THREE_CLASSES = ("negative", "positive", "surprise")
 

@@ -25,7 +25,7 @@ from . import protocols
 from .data import ClipTable, load_clips, to_tensor
 from .loop import predict, train_fold
 from .metrics import confusion, scores
-from .model import VARIANTS, GradientAttention, build
+from .models.meganet import VARIANTS, GradientAttention, build
 
 
 @dataclass(frozen=True)
