@@ -23,6 +23,7 @@ FAILURE_CODES = {
     "annotation_invalid": "the manifest row cannot describe a clip (empty window, unsafe path)",
     "no_face": "no face on the onset frame (or a frame too small to hold one)",
     "several_faces": "more than one face of comparable size on the onset frame",
+    "face_drift": "the face left the frame, or moved over max_drift, by the apex or last frame",
     "detector_crash": "the face detector raised an error on this clip",
     "infrastructure": "the clip's worker died on every attempt; the clip is quarantined",
 }

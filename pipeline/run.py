@@ -24,7 +24,7 @@ from mesti.datasets_manifest.manifest import read_manifest
 from tqdm import tqdm
 
 from . import store
-from .faces import FacesConfig, model_checksum
+from .faces import ATTEMPTS, FacesConfig, model_checksum
 from .reader import open_store
 from .stages import ModalitiesConfig, faces_clip, modalities_clip
 
@@ -82,6 +82,9 @@ def run_faces(manifest: Path, out: Path, config: FacesConfig,
     found = metrics["clips_ok"] + metrics["clips_reused"]
     faceless = sum(metrics["failures"].get(c, 0) for c in ("no_face", "several_faces"))
     metrics["face_detection_rate"] = round(found / max(found + faceless, 1), 4)
+    by = Counter(s["detector"] for s in statuses if s["status"] == "ok")  # reused: not re-run
+    metrics["face_detection_by_attempt"] = {
+        a: round(by[a] / max(metrics["clips_ok"] + faceless, 1), 4) for a in ATTEMPTS}
     counts = manifest.parent / "counts.json"
     if counts.is_file():
         metrics["clips_excluded"] = json.loads(counts.read_text())["clips_excluded"]

@@ -59,6 +59,10 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
     attrs = {**clip, "n_frames": len(frames), "face_box": list(found["box"]),
              "face_score": found["score"], "detector": found["attempt"],
              "faces_found": found["n_faces"], "transform": found["matrix"].tolist(),
+             "face_roll": round(found["roll"], 2),
+             "detector_roll": round(found["detector_roll"], 2),
+             "interocular_px": round(found["interocular_px"], 2),
+             "face_drift": round(found["drift"], 3),
              "provenance": {"params": asdict(config), **context, "input_sha256": input_sha256}}
     store.write_clip(Path(store_path), clip_id,
                      {"frames": frames, "landmarks": found["landmarks"]}, attrs, key,
@@ -83,28 +87,56 @@ def _align(clip_id: str, record: dict, path: Path,
                         f"{onset.shape[0]}: too small to hold a detectable face")
     detection = faces.detect(onset, models, config.upscale)
     if detection is None:
-        raise ClipError(clip_id, "no_face", "no face found on the onset frame")
+        raise ClipError(clip_id, "no_face", "no face found on the onset frame (attempts: "
+                        f"{', '.join(faces.ATTEMPTS)}; threshold {config.min_confidence})")
     if config.dominant_face and detection.runner_up * config.dominant_face > 1:
         raise ClipError(clip_id, "several_faces",
                         f"{detection.n_faces} faces on the onset frame and the second is "
                         f"{detection.runner_up:.0%} of the largest; cannot tell which to follow")
-    points = faces.landmarks(onset, detection.box, models)
+    points = faces.landmarks(onset, detection.box, models, detection.roll, turns=True)
     if points is None:
-        raise ClipError(clip_id, "no_face", "face found but no landmarks on the onset frame")
+        raise ClipError(clip_id, "no_face", "face found but no landmarks on the onset frame "
+                        f"(detector roll {detection.roll:.0f} degrees, all quarter turns tried)")
+    interocular = faces.interocular_pixels(points)
     matrix = faces.alignment(points, config)
-    out = np.empty((len(record["frames"]), config.size, config.size, 3), np.uint8)
+    roll = faces.eye_roll(points)
+    count = len(record["frames"])
+    numbers = record["frame_numbers"]
+    apex = numbers.index(record["apex"]) if record["apex"] in numbers else count // 2
+    checks = {apex, count - 1} - {0}   # frames where the face is looked for again
+    drift = 0.0
+    out = np.empty((count, config.size, config.size, 3), np.uint8)
     for t, frame in enumerate(chain([onset_bgr], stream)):  # warp BGR, convert only the crop
         if frame.shape != onset.shape:
             raise ClipError(clip_id, "decode_error",
                             f"frame {record['frames'][t]} is {frame.shape[1]}x{frame.shape[0]}, "
                             f"the onset frame {onset.shape[1]}x{onset.shape[0]}")
-        m = faces.stabilised(matrix, points, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
-                             detection.box, models) if config.stabilise and t else matrix
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if t in checks or config.stabilise else None
+        if t in checks:
+            found = faces.attempt_faces(rgb, models, detection.attempt, config.upscale)
+            moved = faces.drift(detection.face, found, detection.face.interocular)
+            drift = max(drift, moved)
+            _check_drift(clip_id, record["frames"][t], moved, config)
+        m = faces.stabilised(matrix, points, rgb, detection.box, models,
+                             roll) if config.stabilise and t else matrix
         crop = cv2.cvtColor(faces.warp(frame, m, config.size), cv2.COLOR_BGR2RGB)
         out[t] = faces.equalise(crop, config)
     return out, {"box": detection.box, "score": detection.score, "attempt": detection.attempt,
-                 "n_faces": detection.n_faces, "matrix": matrix,
+                 "n_faces": detection.n_faces, "matrix": matrix, "roll": roll,
+                 "detector_roll": detection.roll, "interocular_px": interocular, "drift": drift,
                  "landmarks": faces.transform_points(points, matrix).astype(np.float32)}
+
+
+def _check_drift(clip_id: str, frame: str, moved: float, config: faces.FacesConfig) -> None:
+    """A face that left the frame fails the clip; one that moved more than ``max_drift``
+    fails it too, unless ``stabilise`` re-fits every frame and so follows it."""
+    if moved == float("inf"):
+        raise ClipError(clip_id, "face_drift", f"the onset's face is not found on frame {frame}: "
+                        "it left the frame or turned away")
+    if moved > config.max_drift and not config.stabilise:
+        raise ClipError(clip_id, "face_drift",
+                        f"the face moved {moved:.2f} inter-ocular distances by frame {frame}, "
+                        f"over max_drift {config.max_drift} (stabilise: true follows it)")
 
 
 @dataclass(frozen=True)
