@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,8 +20,11 @@ PARAMS = click.option("--params", "params", type=click.Path(dir_okay=False, path
 
 @click.group(context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mesti-mer")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Keep MediaPipe's and TFLite's log lines.")
+def main(verbose: bool) -> None:
     """Micro-expression preprocessing: manifests, aligned faces, MESTI stores, training."""
+    if verbose:  # read by pipeline/faces.py, in this process and the workers it starts
+        os.environ["MESTI_VERBOSE"] = "1"
 
 
 @main.command()
