@@ -25,6 +25,8 @@ FAILURE_CODES = {
     "several_faces": "more than one face of comparable size on the onset frame",
     "detector_crash": "the face detector raised an error on this clip",
     "infrastructure": "the clip's worker died on every attempt; the clip is quarantined",
+    "upstream_missing": "a clip listed in the faces store has no readable group there",
+    "upstream_key_mismatch": "the faces clip's attributes no longer match its content key",
 }
 
 
