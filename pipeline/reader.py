@@ -116,7 +116,7 @@ class BoundedZstdCodec(ZstdCodec):
 
     async def _decode_single(self, chunk_bytes, chunk_spec):
         expected = math.prod(chunk_spec.shape) * chunk_spec.dtype.to_native_dtype().itemsize
-        raw = chunk_bytes.to_bytes()[:18]
+        raw = chunk_bytes.as_numpy_array()[:18].tobytes()
         declared = _zstd_content_size(raw)
         if declared is None or declared > expected:
             raise ValueError(f"zstd chunk declares {declared} decompressed bytes; its chunk of "

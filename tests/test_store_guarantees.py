@@ -235,7 +235,7 @@ def test_sigkill_of_a_local_cluster_parent_then_rerun(built: Path, tmp_path: Pat
     out = tmp_path / "faces.zarr"
     parent = subprocess.Popen(
         [str(BIN / "mesti"), "faces", str(built / "manifest" / "manifest.csv"), str(out),
-         "--workers", "2", "--no-progress", "--params", str(built / "params.yaml")],
+         "--workers", "1", "--no-progress", "--params", str(built / "params.yaml")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -246,7 +246,7 @@ def test_sigkill_of_a_local_cluster_parent_then_rerun(built: Path, tmp_path: Pat
         children = psutil.Process(parent.pid).children(recursive=True)
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        # the orphaned nannies and workers lose their scheduler and end
+        # the orphaned nanny and worker lose their scheduler and end
         _, alive = psutil.wait_procs(children, timeout=20)
     finally:
         if _group_alive(parent.pid):  # never leave a process behind, whatever happened
