@@ -41,6 +41,8 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from .reader import LAYOUT_VERSION
 
 LOCK_FILE = ".mesti-writer.lock"  # in the store's root folder; zarr never reads it
+# A lock file still empty after this long was left by a run killed while creating it.
+ABANDONED_EMPTY_LOCK_S = 30.0
 # The arrays every finished clip of each kind holds (the layout, cache/README.md).
 ARRAYS = {"faces": ("frames", "landmarks"), "modalities": ("images",)}
 
@@ -208,7 +210,9 @@ def _acquire(lock: Path, mine: dict) -> None:
             handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             holder = _holder(lock)
-            if holder is None or not _stale(holder):
+            if holder is None and _age(lock) > ABANDONED_EMPTY_LOCK_S:
+                holder = {"host": "unknown", "pid": None, "empty": True}  # killed mid-create
+            elif holder is None or not _stale(holder):
                 raise StoreLocked(f"{lock.parent}: another run is writing this store "
                                   f"({_describe(holder)}); wait for it to finish, or remove "
                                   f"{lock} if you know that run is gone") from None
@@ -221,6 +225,13 @@ def _acquire(lock: Path, mine: dict) -> None:
         return
     raise StoreLocked(f"{lock.parent}: could not take the writer lock {lock}: other runs "
                       "keep taking it")
+
+
+def _age(lock: Path) -> float:
+    try:
+        return time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _describe(holder: dict | None) -> str:
@@ -271,14 +282,16 @@ def _take_over(lock: Path, holder: dict) -> None:
         os.rename(lock, aside)
     except FileNotFoundError:
         return  # another run moved it first
-    if _holder(aside) != holder:  # moved a fresh lock of a run that won the race: restore
+    if _holder(aside) != (None if holder.get("empty") else holder):
+        # moved a fresh lock of a run that won the race: restore it
         try:
             os.link(aside, lock)
         except FileExistsError:
             pass
     else:
-        print(f"{lock.parent}: taking over the writer lock of pid {holder['pid']} on "
-              f"{holder['host']}, which is no longer running", file=sys.stderr)
+        gone = "left empty by a run killed while creating it" if holder.get("empty") else \
+            f"of pid {holder['pid']} on {holder['host']}, which is no longer running"
+        print(f"{lock.parent}: taking over the writer lock {gone}", file=sys.stderr)
     aside.unlink(missing_ok=True)
 
 

@@ -195,6 +195,16 @@ def test_a_stale_lock_of_a_killed_run_is_taken_over(built: Path, work: Path, cap
     assert f"taking over the writer lock of pid {dead.pid}" in capfd.readouterr().err
     assert not (out / store.LOCK_FILE).exists()
     assert [p.name for p in out.iterdir() if "lock" in p.name] == []
+    # a lock file left empty: a run that is just creating it, or one killed while doing so
+    (out / store.LOCK_FILE).write_text("")
+    with pytest.raises(store.StoreLocked, match="a run that is just starting"):
+        run_faces(built / "manifest" / "manifest.csv", out, FacesConfig(), SERIAL)
+    old = time.time() - store.ABANDONED_EMPTY_LOCK_S - 1
+    os.utime(out / store.LOCK_FILE, (old, old))
+    assert run_faces(built / "manifest" / "manifest.csv", out, FacesConfig(),
+                     SERIAL)["clips_reused"] == 4
+    assert "left empty by a run killed while creating it" in capfd.readouterr().err
+    assert [p.name for p in out.iterdir() if "lock" in p.name] == []
 
 
 def test_two_concurrent_runs_one_refused_store_equals_a_clean_run(built: Path,
