@@ -54,6 +54,11 @@ def small(tmp_path_factory) -> Path:
     return tmp
 
 
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
 def copy(small: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(small / "modalities.zarr", tmp_path / "modalities.zarr"))
 
@@ -80,6 +85,7 @@ def test_a_billion_declared_images_are_refused_at_once(small: Path, tmp_path: Pa
         document["chunk_grid"]["configuration"]["chunk_shape"][0] = 10 ** 9
 
     edit(metadata, huge)
+    before = tree(path)
     started = time.monotonic()
     with pytest.raises(StoreError, match=r"1000000000 images .* \(MESTI_MAX_FRAMES\)"):
         open_store(path).image("sub01_c1", "mesti")
@@ -90,6 +96,7 @@ def test_a_billion_declared_images_are_refused_at_once(small: Path, tmp_path: Pa
         [("sub01_c1", "images", "refused")]
     assert np.array_equal(open_store(path).image("sub01_c0", "mesti"),
                           open_store(small / "modalities.zarr").image("sub01_c0", "mesti"))
+    assert tree(path) == before  # reading never writes
 
 
 def test_chunk_counts_and_bytes_are_bounded_by_the_knobs(small: Path, monkeypatch) -> None:
@@ -119,12 +126,14 @@ def test_a_zstd_chunk_that_inflates_past_its_chunk_is_refused(small: Path,
     bomb = Zstd(level=19).encode(np.zeros(64 * SIDE * SIDE * 3, np.uint8))
     assert _zstd_content_size(bytes(bomb)) == 64 * SIDE * SIDE * 3 and len(bomb) < 1000
     chunk.write_bytes(bytes(bomb) + np.uint32(google_crc32c.value(bytes(bomb))).tobytes())
+    before = tree(path)
     problems = verify_store(path)
     problems = [p for p in problems if p.array]
     assert [(p.clip, p.array, p.code) for p in problems] == [(clip, "images", "corrupt")]
     assert f"zstd chunk declares {64 * SIDE * SIDE * 3} decompressed bytes" in \
         problems[0].message
     assert np.array_equal(open_store(path).image(clip, "mesti"), images[0])  # chunk 0 is sound
+    assert tree(path) == before
 
 
 def test_a_zip_member_that_inflates_past_the_limit_is_refused(small: Path,
