@@ -79,13 +79,14 @@ def cluster_options(command):
                      help="Connect to a running Dask scheduler (tcp://host:8786)."),
         click.option("--scheduler-file", type=click.Path(dir_okay=False),
                      help="Connect through a Dask scheduler file (dask-jobqueue, dask-mpi)."),
-        click.option("--workers", type=int, default=None,
+        click.option("--workers", type=click.IntRange(min=0), default=None,
                      help="LocalCluster worker processes [default: one per core]; "
                           "0 runs in this process without Dask."),
         click.option("--jobqueue", metavar="NAME",
                      help="Submit workers as batch jobs with dask-jobqueue (slurm, pbs, sge, "
                           "lsf, ...), configured by Dask's jobqueue.yaml."),
-        click.option("--jobs", type=int, default=1, help="Batch jobs to submit with --jobqueue."),
+        click.option("--jobs", type=click.IntRange(min=1), default=1,
+                     help="Batch jobs to submit with --jobqueue."),
         click.option("--progress/--no-progress", default=True, help="Show a progress bar."),
     ]):
         command = option(command)
@@ -102,20 +103,26 @@ def stage_outputs(command):
                           "attempts) here."),
         click.option("--max-failure-fraction", type=click.FloatRange(0, 1), default=0.5,
                      help="Fail the stage (after writing everything) when more clips fail."),
+        click.option("--prune", is_flag=True, default=False,
+                     help="Delete the store's clips that are no longer in the input (without "
+                          "it they are kept on disk, unlisted, and named in the metrics)."),
     ]):
         command = option(command)
     return command
 
 
-def _run_stage(run, *args, metrics, failures, max_failure_fraction, scheduler, scheduler_file,
-               workers, progress, jobqueue, jobs) -> None:
+def _run_stage(run, *args, metrics, failures, max_failure_fraction, prune, scheduler,
+               scheduler_file, workers, progress, jobqueue, jobs) -> None:
     """Call a stage's library function with the cluster and report options; print metrics."""
+    from mesti.pipeline.reader import StoreError
     from mesti.pipeline.run import ClusterOptions, StageFailed, StageOutputs
+    from mesti.pipeline.store import WriteRefused
 
     cluster = ClusterOptions(scheduler, scheduler_file, workers, progress, jobqueue, jobs)
     try:
-        result = run(*args, cluster, StageOutputs(metrics, failures, max_failure_fraction))
-    except StageFailed as error:
+        result = run(*args, cluster, StageOutputs(metrics, failures, max_failure_fraction),
+                     prune=prune)
+    except (StageFailed, WriteRefused, StoreError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(json.dumps(result, indent=2))
 

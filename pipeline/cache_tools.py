@@ -31,8 +31,8 @@ import zarr
 
 from . import store as writer
 from .reader import Store, StoreError, open_store
+from .store import ARRAYS, data_keys, recompute_key
 
-ARRAYS = {"faces": ("frames", "landmarks"), "modalities": ("images",)}
 DTYPES = {"frames": "uint8", "landmarks": "float32", "images": "uint8"}
 LANDMARKS = 468
 MANIFEST = "MANIFEST.json"
@@ -138,27 +138,6 @@ def _key_problems(store: Store, attrs: dict) -> list[tuple[str, str]]:
     return []
 
 
-def recompute_key(kind: str, attrs: dict) -> str:
-    """A clip's content key from its attributes, by the recipe the writing stage used.
-
-    Raises KeyError naming what the attributes lack.
-    """
-    provenance = attrs.get("provenance") or {}
-    need = ("params", "versions") + (("model_sha256", "input_sha256") if kind == "faces" else ())
-    fields = writer.MANIFEST_FIELDS if kind == "faces" else ("faces_key", *writer.MODALITY_FIELDS)
-    absent = [f"provenance.{k}" for k in need if k not in provenance]
-    absent += [k for k in fields if k not in attrs]
-    if absent:
-        raise KeyError(f"attributes lack {', '.join(absent)}")
-    if kind == "modalities":
-        return writer.modalities_key(attrs["faces_key"],
-                                     {k: attrs[k] for k in writer.MODALITY_FIELDS},
-                                     provenance["params"], provenance["versions"])
-    return writer.faces_key({k: attrs[k] for k in fields}, provenance["params"],
-                            provenance["versions"], provenance["model_sha256"],
-                            provenance["input_sha256"])
-
-
 def _provenance_problems(store: Store, attrs: dict) -> list[tuple[str, str]]:
     """A complete store's clips were all made with the store's parameters and software."""
     provenance = attrs.get("provenance") or {}
@@ -205,13 +184,6 @@ def _expected_shape(store: Store, name: str, attrs: dict, shape: tuple) -> tuple
         return (LANDMARKS, 2)
     size = shape[1] if len(shape) == 4 else None
     return (len(store.names), size, size, 3)
-
-
-def data_keys(array: zarr.Array) -> list[str]:
-    """Store keys of an array's data files (one per shard, or per chunk when unsharded)."""
-    metadata = array.metadata
-    return [f"{array.path}/{metadata.encode_chunk_key(coords)}"
-            for coords in metadata.chunk_grid.all_chunk_coords(array.shape)]
 
 
 def _read_problems(array: zarr.Array) -> list[tuple[str, str]]:

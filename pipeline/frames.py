@@ -26,6 +26,8 @@ FAILURE_CODES = {
     "face_drift": "the face left the frame, or moved over max_drift, by the apex or last frame",
     "detector_crash": "the face detector raised an error on this clip",
     "infrastructure": "the clip's worker died on every attempt; the clip is quarantined",
+    "upstream_missing": "a clip listed in the faces store has no readable group there",
+    "upstream_key_mismatch": "the faces clip's attributes no longer match its content key",
 }
 
 

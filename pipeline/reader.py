@@ -14,19 +14,27 @@ is read-only.
 A store is untrusted input: clip ids from its attributes become paths, so each must be one
 safe path component; the layout version must be the one this reader knows; arrays must be
 numeric and use only the codecs the layout specifies, so nothing is ever unpickled or handed
-to a decoder the format does not name. The layout is documented in cache/README.md for
-readers without this code.
+to a decoder the format does not name. Time and memory are bounded (``ReadLimits``): declared
+shapes, chunk counts and zip member sizes are checked before anything is allocated, a zstd
+chunk must declare a decompressed size no larger than its chunk, and every URL read has
+connect and read timeouts and retries transient errors with back-off. The layout is
+documented in cache/README.md for readers without this code.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import os
 import re
 import zipfile
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import zarr
 from zarr.abc.store import RangeByteRequest
+from zarr.codecs import ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore, ZipStore
@@ -42,6 +50,84 @@ class StoreError(ValueError):
     """A location that is not a usable mesti store."""
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """Bounds on what reading an untrusted store may cost, checked before allocating.
+
+    Defaults follow the layout: a clip is at most ``max_frames`` images of at most
+    ``max_side`` x ``max_side`` pixels (the micro-expression datasets' longest window is
+    under 700 frames at 200 fps; crops are 224 or 112 pixels). Each knob can be set with an
+    environment variable ``MESTI_<NAME>`` (``MESTI_URL_TIMEOUT_S=60``), which reaches the
+    stage's Dask workers and the trainer alike; cache/README.md lists them.
+    """
+
+    max_frames: int = 2000           # first axis of any array (frames of a clip, images)
+    max_side: int = 1024             # height and width of an image
+    max_array_bytes: int = 1 << 30   # decoded bytes of one array (and of one chunk)
+    max_chunks: int = 4096           # chunks of one array (inner chunks of a shard included)
+    max_metadata_bytes: int = 16 << 20   # a zarr.json, SHA256SUMS or MANIFEST.json
+    url_timeout_s: float = 30.0      # connect and read timeout of every URL request
+    url_retries: int = 3             # tries after the first, for transient URL errors
+    url_backoff_s: float = 0.5       # first back-off delay, doubled after each try
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None) -> ReadLimits:
+        """The defaults, overridden by ``MESTI_<NAME>`` environment variables."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            text = environ.get(f"MESTI_{field.name.upper()}")
+            if text is None:
+                continue
+            kind = int if field.type in (int, "int") else float
+            try:
+                values[field.name] = kind(text)
+            except ValueError as error:
+                raise StoreError(f"MESTI_{field.name.upper()}={text!r} is not a number") \
+                    from error
+            if values[field.name] < 0:
+                raise StoreError(f"MESTI_{field.name.upper()}={text!r} is negative")
+        return cls(**values)
+
+
+def _zstd_content_size(data: bytes) -> int | None:
+    """The decompressed size a zstd frame header declares; None where it declares none.
+
+    Raises ValueError for bytes that do not start a zstd frame.
+    """
+    if len(data) < 5 or data[:4] != b"\x28\xb5\x2f\xfd":
+        raise ValueError("not a zstd frame")
+    descriptor = data[4]
+    size_flag, single_segment, dictionary_flag = descriptor >> 6, descriptor >> 5 & 1, \
+        descriptor & 3
+    position = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[dictionary_flag]
+    width = (1 if single_segment else 0, 2, 4, 8)[size_flag]
+    if width == 0:
+        return None
+    if len(data) < position + width:
+        raise ValueError("truncated zstd frame header")
+    size = int.from_bytes(data[position:position + width], "little")
+    return size + 256 if width == 2 else size
+
+
+class BoundedZstdCodec(ZstdCodec):
+    """zstd that refuses a frame declaring more bytes than its chunk holds, before the
+    decoder allocates them: a 64 KB chunk cannot inflate to gigabytes."""
+
+    async def _decode_single(self, chunk_bytes, chunk_spec):
+        expected = math.prod(chunk_spec.shape) * chunk_spec.dtype.to_native_dtype().itemsize
+        raw = chunk_bytes.as_numpy_array()[:18].tobytes()
+        declared = _zstd_content_size(raw)
+        if declared is None or declared > expected:
+            raise ValueError(f"zstd chunk declares {declared} decompressed bytes; its chunk of "
+                             f"shape {tuple(chunk_spec.shape)} holds {expected}")
+        return await super()._decode_single(chunk_bytes, chunk_spec)
+
+
+zarr.registry.register_codec("zstd", BoundedZstdCodec)
+zarr.config.set({"codecs.zstd": f"{__name__}.BoundedZstdCodec"})
+
+
 def is_url(location: str) -> bool:
     """True for anything fsspec must open (``https://...``, ``s3://...``, ``zip::...``)."""
     return "://" in location or "::" in location
@@ -54,22 +140,132 @@ def _fsspec_url(location: str) -> str:
     return location
 
 
-def _zarr_store(location: str) -> zarr.abc.store.Store:
-    """The read-only zarr store behind a directory, a zip file or a URL."""
-    if is_url(location):
+def _transient(error: BaseException) -> bool:
+    """Worth another try: a timeout, a dropped connection, a server error (5xx), also where
+    fsspec reports one as "not found" (its HTTP layer does, with the real cause chained)."""
+    return _transient_cause(error) is not None
+
+
+def _transient_cause(error: BaseException | None) -> BaseException | None:
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, StoreError):
+            return None
+        status = getattr(error, "status", None)
+        if isinstance(status, int):
+            return error if status >= 500 or status in (408, 429) else None
+        if isinstance(error, (asyncio.TimeoutError, TimeoutError, ConnectionError)) or (
+                type(error).__module__.startswith("aiohttp")):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def _give_up(location: str, what: str, tries: int, limits: ReadLimits,
+             error: BaseException) -> StoreError:
+    error = _transient_cause(error) or error
+    cause = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return StoreError(f"{location}: {what}: no answer after {tries} tries (connect and read "
+                      f"timeout {limits.url_timeout_s:g} s each, MESTI_URL_TIMEOUT_S): {cause}")
+
+
+class PatientStore(FsspecStore):
+    """An fsspec store whose reads retry transient errors with back-off and then fail with
+    the URL, the timeout and the cause."""
+
+    limits: ReadLimits = ReadLimits()
+    location: str = ""
+
+    async def _patiently(self, what: str, call):
+        tries = self.limits.url_retries + 1
+        for attempt in range(tries):
+            try:
+                return await call()
+            except Exception as error:
+                if not _transient(error):
+                    raise
+                if attempt + 1 == tries:
+                    raise _give_up(self.location, what, tries, self.limits, error) from error
+                await asyncio.sleep(self.limits.url_backoff_s * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    async def get(self, key, prototype, byte_range=None):
+        return await self._patiently(key, lambda: FsspecStore.get(self, key, prototype,
+                                                                  byte_range))
+
+    async def exists(self, key):
+        return await self._patiently(key, lambda: FsspecStore.exists(self, key))
+
+    async def getsize(self, key):
+        return await self._patiently(key, lambda: FsspecStore.getsize(self, key))
+
+
+def _url_options(url: str, limits: ReadLimits) -> dict:
+    """fsspec options giving every HTTP request connect and read timeouts (the zip:: layer
+    passes them on to the HTTP file system under its protocol's name)."""
+    protocol = url.split("::")[-1].split("://")[0].lower()
+    if protocol not in ("http", "https"):
+        return {}
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=limits.url_timeout_s,
+                                    sock_read=limits.url_timeout_s)
+    options = {"client_kwargs": {"timeout": timeout}}
+    return {protocol: options} if "::" in url else options
+
+
+def _open_url(location: str, limits: ReadLimits) -> FsspecStore:
+    url = _fsspec_url(location)
+    tries = limits.url_retries + 1
+    for attempt in range(tries):
         try:
-            return FsspecStore.from_url(_fsspec_url(location), read_only=True)
+            store = PatientStore.from_url(url, storage_options=_url_options(url, limits),
+                                          read_only=True)
+            break
         except ImportError as error:
             raise StoreError(f"{location}: {error} (s3:// and gs:// need the cloud extra: "
                              "pip install 'mesti-mer[cloud]')") from error
-        except (OSError, ValueError) as error:
-            raise StoreError(f"{location}: cannot open: {error}") from error
+        except Exception as error:
+            if not _transient(error):
+                if isinstance(error, (OSError, ValueError)):
+                    raise StoreError(f"{location}: cannot open: {error}") from error
+                raise
+            if attempt + 1 == tries:
+                raise _give_up(location, "opening", tries, limits, error) from error
+            import time
+
+            time.sleep(limits.url_backoff_s * 2 ** attempt)
+    store.limits, store.location = limits, location
+    archive = getattr(store.fs, "zip", None)
+    if isinstance(archive, zipfile.ZipFile):
+        _check_members(archive.infolist(), location, limits)
+    return store
+
+
+def _check_members(members: list[zipfile.ZipInfo], location: str, limits: ReadLimits) -> None:
+    """Refuse a zip whose members claim more than the limits, before any is inflated."""
+    for member in members:
+        name = member.filename.rsplit("/", 1)[-1]
+        metadata = name.endswith(".json") or name == "SHA256SUMS"
+        limit = limits.max_metadata_bytes if metadata else limits.max_array_bytes
+        if member.file_size > limit:
+            raise StoreError(f"{location}: zip member {member.filename} declares "
+                             f"{member.file_size} bytes, over the limit of {limit} "
+                             f"(MESTI_{'MAX_METADATA_BYTES' if metadata else 'MAX_ARRAY_BYTES'})")
+
+
+def _zarr_store(location: str, limits: ReadLimits) -> zarr.abc.store.Store:
+    """The read-only zarr store behind a directory, a zip file or a URL."""
+    if is_url(location):
+        return _open_url(location, limits)
     path = Path(location)
     if path.is_dir():
         return LocalStore(path, read_only=True)
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise StoreError(f"{location}: a file, but not a zip file")
+        with zipfile.ZipFile(path) as archive:
+            _check_members(archive.infolist(), location, limits)
         return ZipStore(path, mode="r")
     raise StoreError(f"{location}: no zarr store here (no such directory or file)")
 
@@ -118,9 +314,11 @@ def codec_names(codecs: list | tuple) -> set[str]:
 class Store:
     """A faces or modality store opened read-only."""
 
-    def __init__(self, location: str | Path, *, require_complete: bool = True):
+    def __init__(self, location: str | Path, *, require_complete: bool = True,
+                 limits: ReadLimits | None = None):
         self.location = str(location)
-        self._store = _zarr_store(self.location)
+        self.limits = ReadLimits.from_env() if limits is None else limits
+        self._store = _zarr_store(self.location, self.limits)
         try:
             self.root = zarr.open_group(self._store, mode="r", zarr_format=3,
                                         use_consolidated=False)
@@ -209,6 +407,9 @@ class Store:
         if foreign:
             raise StoreError(f"{self.location}: clips/{clip_id}/{name} uses codecs "
                              f"{sorted(foreign)}; the layout allows {sorted(CODECS)}")
+        problem = declared_problem(array, self.limits)
+        if problem:
+            raise StoreError(f"{self.location}: clips/{clip_id}/{name}: {problem}")
         return array
 
     def exists(self, key: str) -> bool:
@@ -216,7 +417,21 @@ class Store:
         return sync(self._store.exists(key))
 
     def raw(self, key: str) -> bytes | None:
-        """The stored bytes under ``key`` (a ``zarr.json`` or a data file), None if absent."""
+        """The stored bytes under ``key`` (a ``zarr.json`` or a data file), None if absent.
+
+        Refuses a file over the limits (metadata, or one array's bytes) before reading it.
+        """
+        if not isinstance(self._store, ZipStore):  # a zip's members were checked on opening
+            try:
+                size = sync(self._store.getsize(key))
+            except FileNotFoundError:
+                return None
+            name = key.rsplit("/", 1)[-1]
+            limit = self.limits.max_metadata_bytes \
+                if name.endswith(".json") or name == "SHA256SUMS" else self.limits.max_array_bytes
+            if size > limit:
+                raise StoreError(f"{self.location}: {key} is {size} bytes, over the limit of "
+                                 f"{limit}")
         buffer = sync(self._store.get(key, default_buffer_prototype()))
         return None if buffer is None else buffer.to_bytes()
 
@@ -226,6 +441,37 @@ class Store:
         return self.names.index(name)
 
 
-def open_store(location: str | Path, *, require_complete: bool = True) -> Store:
-    """Open a store read-only from a directory, a zip file or a URL (anything fsspec reads)."""
-    return Store(location, require_complete=require_complete)
+def declared_problem(array: zarr.Array, limits: ReadLimits) -> str | None:
+    """What in an array's declared shape, chunks or shards is over ``limits``; None if
+    nothing. Read from its metadata alone, before any chunk is read or allocated."""
+    shape = tuple(array.shape)
+    itemsize = np.dtype(array.dtype).itemsize
+    if not 1 <= len(shape) <= 4:
+        return f"declares {len(shape)} dimensions; the layout's arrays have 1 to 4"
+    if shape[0] > limits.max_frames:
+        return (f"declares {shape[0]} images along its first axis, over the limit of "
+                f"{limits.max_frames} (MESTI_MAX_FRAMES)")
+    if any(side > limits.max_side for side in shape[1:3]):
+        return (f"declares shape {shape}, an image side over the limit of {limits.max_side} "
+                "(MESTI_MAX_SIDE)")
+    blocks = [shape, tuple(array.chunks)] + ([tuple(array.shards)] if array.shards else [])
+    for block in blocks:
+        if len(block) != len(shape) or min(block, default=1) < 1:
+            return f"declares chunks {block} for shape {shape}"
+        if math.prod(block) * itemsize > limits.max_array_bytes:
+            return (f"declares {math.prod(block) * itemsize} bytes in shape or chunk {block}, "
+                    f"over the limit of {limits.max_array_bytes} (MESTI_MAX_ARRAY_BYTES)")
+    chunks = math.prod(math.ceil(n / c) for n, c in zip(shape, array.chunks, strict=True))
+    if chunks > limits.max_chunks:
+        return (f"declares {chunks} chunks, over the limit of {limits.max_chunks} "
+                "(MESTI_MAX_CHUNKS)")
+    return None
+
+
+def open_store(location: str | Path, *, require_complete: bool = True,
+               limits: ReadLimits | None = None) -> Store:
+    """Open a store read-only from a directory, a zip file or a URL (anything fsspec reads).
+
+    ``limits`` bound what reading it may cost; default ``ReadLimits.from_env()``.
+    """
+    return Store(location, require_complete=require_complete, limits=limits)

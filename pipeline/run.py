@@ -45,6 +45,15 @@ class ClusterOptions:
     jobqueue: str | None = None     # a dask-jobqueue cluster class: slurm, pbs, sge, lsf, ...
     jobs: int = 1                   # jobs to submit with ``jobqueue``
 
+    def __post_init__(self) -> None:
+        if self.workers is not None and (isinstance(self.workers, bool)
+                                         or not isinstance(self.workers, int)
+                                         or self.workers < 0):
+            raise ValueError(f"workers must be 0 (no Dask) or a positive number of worker "
+                             f"processes, not {self.workers!r}")
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise ValueError(f"jobs must be a positive number of batch jobs, not {self.jobs!r}")
+
 
 @dataclass(frozen=True)
 class StageOutputs:
@@ -59,26 +68,41 @@ class StageFailed(RuntimeError):
     """More clips failed than the bound allows (the store and reports are still written)."""
 
 
+class EmptyInput(store.WriteRefused):
+    """A stage was given nothing to do; it refuses rather than empty its store."""
+
+
 def run_faces(manifest: Path, out: Path, config: FacesConfig,
               cluster: ClusterOptions = ClusterOptions(),
-              outputs: StageOutputs = StageOutputs()) -> dict:
-    """Align every manifest clip into the faces store ``out``; return the stage metrics."""
+              outputs: StageOutputs = StageOutputs(), prune: bool = False) -> dict:
+    """Align every manifest clip into the faces store ``out``; return the stage metrics.
+
+    ``out`` must be absent, an empty folder or a faces store (else NotOwned); one run
+    writes it at a time (else StoreLocked). Clips of ``out`` that are not in the manifest
+    are kept, unlisted, unless ``prune``. An empty manifest is refused (EmptyInput).
+    """
     started = time.perf_counter()
+    out = Path(out).resolve()
+    store.check_owned(out, "faces")
     records = read_manifest(manifest)
-    dataset = records[0].dataset if records else ""
-    context = {"versions": store.versions("mediapipe", "opencv-contrib-python", code=FACES_CODE),
-               "model_sha256": model_checksum()}
-    out = out.resolve()
-    store.open_for_writing(out, "faces", {"dataset": dataset, "source": str(manifest),
-                                          "params": asdict(config), **context})
+    if not records:
+        raise EmptyInput(f"{manifest}: the manifest lists no clip; nothing to do, and {out} "
+                         "is left as it is")
+    dataset = records[0].dataset
     tasks = []
     for record in records:
         row = asdict(record)
         row["root"] = str(Path(record.root).resolve())
         tasks.append(row)
-    statuses = _map(faces_clip, tasks, cluster, "faces", key=lambda row: row["clip_id"],
-                    store_path=str(out), config=config, context=context)
-    metrics = _finish(out, [r.clip_id for r in records], statuses, started)
+    with store.writer_lock(out, "faces"):
+        context = {"versions": store.versions("mediapipe", "opencv-contrib-python",
+                                              code=FACES_CODE),
+                   "model_sha256": model_checksum()}
+        store.open_for_writing(out, "faces", {"dataset": dataset, "source": str(manifest),
+                                              "params": asdict(config), **context})
+        statuses = _map(faces_clip, tasks, cluster, "faces", key=lambda row: row["clip_id"],
+                        store_path=str(out), config=config, context=context)
+        metrics = _finish(out, [r.clip_id for r in records], statuses, started, prune)
     found = metrics["clips_ok"] + metrics["clips_reused"]
     faceless = sum(metrics["failures"].get(c, 0) for c in ("no_face", "several_faces"))
     metrics["face_detection_rate"] = round(found / max(found + faceless, 1), 4)
@@ -93,20 +117,34 @@ def run_faces(manifest: Path, out: Path, config: FacesConfig,
 
 def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
                    cluster: ClusterOptions = ClusterOptions(),
-                   outputs: StageOutputs = StageOutputs()) -> dict:
-    """Compute every clip's modality images from a faces store into ``out``."""
+                   outputs: StageOutputs = StageOutputs(), prune: bool = False) -> dict:
+    """Compute every clip's modality images from a faces store into ``out``.
+
+    Refuses, before writing, what ``run_faces`` refuses, a ``faces`` that is not a faces
+    store and one with no clip. A faces clip that is missing, unreadable or whose content key
+    no longer matches its attributes (edited by hand) is that clip's failure.
+    """
     started = time.perf_counter()
-    source = open_store(faces)
-    context = {"versions": store.versions("numba", "opencv-contrib-python",
-                                          code=MODALITIES_CODE)}
-    out = out.resolve()
-    store.open_for_writing(out, "modalities", {
-        "dataset": source.attrs.get("dataset", ""), "source": str(faces),
-        "params": asdict(config), "images": config.names, **context})
-    statuses = _map(modalities_clip, source.clip_ids, cluster, "modalities", key=str,
-                    faces_path=str(Path(faces).resolve()), store_path=str(out), config=config,
-                    context=context)
-    metrics = _finish(out, source.clip_ids, statuses, started)
+    out = Path(out).resolve()
+    store.check_owned(out, "modalities")
+    with open_store(faces) as source:
+        if source.kind != "faces":
+            raise store.WriteRefused(f"{faces}: a {source.kind} store; modalities are computed "
+                                     "from a faces store (mesti faces)")
+        clip_ids, dataset = source.clip_ids, source.attrs.get("dataset", "")
+    if not clip_ids:
+        raise EmptyInput(f"{faces}: the faces store lists no clip; nothing to do, and {out} "
+                         "is left as it is")
+    with store.writer_lock(out, "modalities"):
+        context = {"versions": store.versions("numba", "opencv-contrib-python",
+                                              code=MODALITIES_CODE)}
+        store.open_for_writing(out, "modalities", {
+            "dataset": dataset, "source": str(faces), "params": asdict(config),
+            "images": config.names, **context})
+        statuses = _map(modalities_clip, clip_ids, cluster, "modalities", key=str,
+                        faces_path=str(Path(faces).resolve()), store_path=str(out),
+                        config=config, context=context)
+        metrics = _finish(out, clip_ids, statuses, started, prune)
     errors = [abs(s["apex_estimate_error"]) for s in statuses
               if s.get("apex_estimate_error") is not None]
     metrics["apex_estimate_mae_frames"] = round(sum(errors) / len(errors), 2) if errors else None
@@ -140,18 +178,21 @@ def _report(stage: str, metrics: dict, statuses: list[dict], outputs: StageOutpu
     return metrics
 
 
-def _finish(out: Path, clip_ids: list[str], statuses: list[dict], started: float) -> dict:
+def _finish(out: Path, clip_ids: list[str], statuses: list[dict], started: float,
+            prune: bool) -> dict:
     failed = [s for s in statuses if s["status"] == "failed"]
     failed_ids = {s["clip_id"] for s in failed}
     keep = [c for c in clip_ids if c not in failed_ids]
-    broken = store.finalise(out, keep, {"failures": failed})
-    if broken:
-        raise RuntimeError(f"{out}: clips written but unreadable after the run: {broken}")
+    done = store.finalise(out, keep, {"failures": failed}, in_manifest=clip_ids, prune=prune)
+    if done["broken"]:
+        raise RuntimeError(f"{out}: clips marked ok but without their arrays after the run "
+                           f"(left out of the store's clips): {done['broken']}")
     counts = Counter(s["status"] for s in statuses)
     return {
         "clips": len(clip_ids), "clips_ok": counts["ok"], "clips_reused": counts["reused"],
         "clips_failed": counts["failed"],
         "failures": dict(Counter(s["code"] for s in failed)),
+        "clips_pruned": done["pruned"], "clips_unlisted": done["unlisted"],
         "seconds": round(time.perf_counter() - started, 2),
     }
 

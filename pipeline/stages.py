@@ -164,12 +164,37 @@ class ModalitiesConfig:
         return [*self.variants, *(["apex_frame"] if self.apex_frame else [])]
 
 
+def upstream_problem(attrs: dict) -> str | None:
+    """Why a faces clip must not be used: not finished, or its content key is not the one
+    recomputed from its attributes and recorded input checksum (an attribute such as a
+    label was edited after it was written). None when it is sound."""
+    if attrs.get("status") != "ok":
+        return f"faces clip status {attrs.get('status')!r}, not 'ok'"
+    try:
+        recomputed = store.recompute_key("faces", attrs)
+    except KeyError as error:
+        return f"cannot recompute the faces clip's content key: {error.args[0]}"
+    if recomputed != attrs.get("content_key"):
+        return ("the faces clip's content_key is not the one recomputed from its attributes "
+                "and input checksum: an attribute (a label?) was edited after it was written; "
+                "re-run mesti faces on that clip")
+    return None
+
+
 def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: ModalitiesConfig,
                     context: dict) -> dict:
     """MESTI, dynamic images and the apex frame of one clip of a faces store."""
     started = time.perf_counter()
     source = open_store(faces_path)
-    attrs = source.clip_attrs(clip_id)
+    try:
+        attrs = source.clip_attrs(clip_id)
+    except Exception as error:  # group deleted or its zarr.json unreadable: this clip only
+        return _failed(ClipError(clip_id, "upstream_missing", f"listed in the faces store, but "
+                                 f"its group is missing or unreadable ({type(error).__name__}: "
+                                 f"{error})"))
+    problem = upstream_problem(attrs)
+    if problem:
+        return _failed(ClipError(clip_id, "upstream_key_mismatch", problem))
     params = asdict(config)
     copied = {k: attrs[k] for k in store.MODALITY_FIELDS}
     key = store.modalities_key(attrs["content_key"], copied, params, context["versions"])

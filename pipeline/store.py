@@ -7,7 +7,16 @@ clip's manifest fields, provenance and content key in its attributes.
 
 Crash safety: a clip's group is rewritten whole, and its ``status`` becomes "ok" (with its
 ``content_key``) only after its arrays are written; ``complete`` is set only after every
-clip was checked. Parallel writers never share a chunk or a shard: each owns a clip group.
+listed clip was checked to hold its arrays. Parallel writers never share a chunk or a shard:
+each owns a clip group.
+
+Ownership: a stage writes only into a path that is absent, an empty folder, or a mesti store
+of its own kind and layout (``check_owned``); anything else is refused before a byte is
+written. One run writes a store at a time (``writer_lock``: a lock file created with
+O_CREAT|O_EXCL, which works on NFS and other shared file systems where fcntl locks do not;
+a lock left by a killed run on this host is detected by its dead pid and taken over). A run
+never deletes a clip it was not asked to: clips that left the manifest stay on disk,
+unlisted, until ``finalise(..., prune=True)``.
 """
 
 from __future__ import annotations
@@ -15,7 +24,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
@@ -24,6 +39,24 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from .reader import LAYOUT_VERSION
+
+LOCK_FILE = ".mesti-writer.lock"  # in the store's root folder; zarr never reads it
+# A lock file still empty after this long was left by a run killed while creating it.
+ABANDONED_EMPTY_LOCK_S = 30.0
+# The arrays every finished clip of each kind holds (the layout, cache/README.md).
+ARRAYS = {"faces": ("frames", "landmarks"), "modalities": ("images",)}
+
+
+class WriteRefused(RuntimeError):
+    """A stage refused to write a store; nothing in it was changed."""
+
+
+class NotOwned(WriteRefused):
+    """The output path exists and is not a mesti store of the stage's kind."""
+
+
+class StoreLocked(WriteRefused):
+    """Another run holds the store's writer lock."""
 
 # Equalised face crops are sensor noise at the pixel level: zstd shrinks them by 1.2x for
 # 3.4x the write time, so faces are stored with checksums only. Pooled images are mostly
@@ -60,6 +93,27 @@ def modalities_key(faces_key: str, clip: dict, params: dict, versions: dict) -> 
                         "params": params, "versions": versions})
 
 
+def recompute_key(kind: str, attrs: dict) -> str:
+    """A clip's content key from its attributes, by the recipe the writing stage used.
+
+    Raises KeyError naming what the attributes lack.
+    """
+    provenance = attrs.get("provenance") or {}
+    need = ("params", "versions") + (("model_sha256", "input_sha256") if kind == "faces" else ())
+    fields = MANIFEST_FIELDS if kind == "faces" else ("faces_key", *MODALITY_FIELDS)
+    absent = [f"provenance.{k}" for k in need if k not in provenance]
+    absent += [k for k in fields if k not in attrs]
+    if absent:
+        raise KeyError(f"attributes lack {', '.join(absent)}")
+    if kind == "modalities":
+        return modalities_key(attrs["faces_key"],
+                                     {k: attrs[k] for k in MODALITY_FIELDS},
+                                     provenance["params"], provenance["versions"])
+    return faces_key({k: attrs[k] for k in fields}, provenance["params"],
+                            provenance["versions"], provenance["model_sha256"],
+                            provenance["input_sha256"])
+
+
 def versions(*packages: str, code: tuple[str, ...] = ()) -> dict[str, str]:
     """Package versions, plus a sha256 of the stage's own modules (``code``).
 
@@ -75,17 +129,170 @@ def versions(*packages: str, code: tuple[str, ...] = ()) -> dict[str, str]:
     return found
 
 
+def check_owned(path: Path, kind: str) -> bool:
+    """Whether ``path`` already is a ``kind`` store; False where it is absent or an empty
+    folder (a new store goes there). Raises NotOwned for anything else, naming what is there.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return False
+    if not path.is_dir():
+        raise NotOwned(f"{path}: exists and is not a folder; a {kind} store is written only "
+                       "into a new path, an empty folder or a mesti store of its kind")
+    entries = sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE)
+    if not entries:
+        return False
+    metadata = path / "zarr.json"
+    try:
+        document = json.loads(metadata.read_text()) if metadata.is_file() else None
+    except (OSError, ValueError, UnicodeDecodeError):
+        document = None
+    attrs = document.get("attributes") if isinstance(document, dict) else None
+    if not isinstance(attrs, dict) or "mesti_store" not in attrs:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise NotOwned(f"{path}: a non-empty folder that is not a mesti store (holds {shown}); "
+                       f"refusing to write a {kind} store into it. Choose a new path.")
+    if attrs.get("mesti_store") != LAYOUT_VERSION or isinstance(attrs["mesti_store"], bool):
+        raise NotOwned(f"{path}: a mesti store of layout {attrs['mesti_store']!r}; this "
+                       f"version writes layout {LAYOUT_VERSION}. Choose a new path.")
+    if attrs.get("kind") != kind:
+        raise NotOwned(f"{path}: a {attrs.get('kind')} store, not a {kind} store")
+    return True
+
+
 def open_for_writing(path: Path, kind: str, attrs: dict) -> zarr.Group:
-    """Create the store (or reopen it for an incremental run), marked incomplete."""
-    root = zarr.open_group(str(path), mode="a", use_consolidated=False)
-    old_kind = root.attrs.get("kind")
-    if old_kind not in (None, kind):
-        raise ValueError(f"{path} is a {old_kind} store, not a {kind} store")
+    """Create the store (or reopen one of ``kind`` for an incremental run), marked incomplete.
+
+    Raises NotOwned, before writing anything, where ``path`` holds something else.
+    """
+    exists = check_owned(path, kind)
     # update_attributes writes zarr.json once; attrs.update rewrites it for every key
-    root.update_attributes({**attrs, "mesti_store": LAYOUT_VERSION, "kind": kind,
-                            "complete": False})
+    root_attrs = {**attrs, "mesti_store": LAYOUT_VERSION, "kind": kind, "complete": False}
+    if exists:
+        root = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+        root.update_attributes(root_attrs)
+    else:
+        root = zarr.create_group(str(path), attributes=root_attrs)
     root.require_group("clips")
     return root
+
+
+@contextmanager
+def writer_lock(path: Path, kind: str) -> Iterator[None]:
+    """Hold the one-writer lock of the store at ``path`` for the body of the ``with``.
+
+    The lock is a file created with O_CREAT|O_EXCL, atomic on local and network file systems
+    (NFS v3+, Lustre, GPFS) alike, holding the holder's host, pid and start time. A second
+    run meets StoreLocked at once, naming the holder. A lock whose holder ran on this host
+    and is no longer alive (a killed run) is stale: it is taken over, with a message on
+    stderr. A lock from another host is never taken over automatically: its holder may be
+    running; remove the file by hand when you know it is not.
+    """
+    path = Path(path)
+    check_owned(path, kind)  # before creating anything
+    path.mkdir(parents=True, exist_ok=True)
+    lock = path / LOCK_FILE
+    mine = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    _acquire(lock, mine)
+    try:
+        yield
+    finally:
+        try:
+            if json.loads(lock.read_text()) == mine:
+                lock.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def _acquire(lock: Path, mine: dict) -> None:
+    for _ in range(3):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(lock)
+            if holder is None and _age(lock) > ABANDONED_EMPTY_LOCK_S:
+                holder = {"host": "unknown", "pid": None, "empty": True}  # killed mid-create
+            elif holder is None or not _stale(holder):
+                raise StoreLocked(f"{lock.parent}: another run is writing this store "
+                                  f"({_describe(holder)}); wait for it to finish, or remove "
+                                  f"{lock} if you know that run is gone") from None
+            _take_over(lock, holder)
+            continue
+        with os.fdopen(handle, "w") as file:
+            file.write(json.dumps(mine))
+            file.flush()
+            os.fsync(file.fileno())
+        return
+    raise StoreLocked(f"{lock.parent}: could not take the writer lock {lock}: other runs "
+                      "keep taking it")
+
+
+def _age(lock: Path) -> float:
+    try:
+        return time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _describe(holder: dict | None) -> str:
+    if not holder:
+        return "a run that is just starting"
+    started = holder.get("started")
+    since = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(started)) \
+        if isinstance(started, (int, float)) else ""
+    return f"pid {holder.get('pid')} on host {holder.get('host')}{since}"
+
+
+def _holder(lock: Path) -> dict | None:
+    """The lock's holder; None while its holder has created it but not yet written it."""
+    for _ in range(20):
+        try:
+            holder = json.loads(lock.read_text())
+            if isinstance(holder, dict):
+                return holder
+        except FileNotFoundError:
+            return {}  # released meanwhile: try again
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def _stale(holder: dict) -> bool:
+    """Released meanwhile, or held by a dead process on this host."""
+    if not holder:
+        return True
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _take_over(lock: Path, holder: dict) -> None:
+    """Move a stale lock aside, atomically, so that of two runs taking it over one wins."""
+    if not holder:
+        return
+    aside = lock.with_name(f"{lock.name}.stale-{socket.gethostname()}-{os.getpid()}")
+    try:
+        os.rename(lock, aside)
+    except FileNotFoundError:
+        return  # another run moved it first
+    if _holder(aside) != (None if holder.get("empty") else holder):
+        # moved a fresh lock of a run that won the race: restore it
+        try:
+            os.link(aside, lock)
+        except FileExistsError:
+            pass
+    else:
+        gone = "left empty by a run killed while creating it" if holder.get("empty") else \
+            f"of pid {holder['pid']} on {holder['host']}, which is no longer running"
+        print(f"{lock.parent}: taking over the writer lock {gone}", file=sys.stderr)
+    aside.unlink(missing_ok=True)
 
 
 def existing_key(path: Path, clip_id: str) -> str | None:
@@ -119,16 +326,47 @@ def write_clip(path: Path, clip_id: str, arrays: dict[str, np.ndarray], attrs: d
     group.update_attributes({**attrs, "content_key": key, "status": "ok"})
 
 
-def finalise(path: Path, keep: list[str], attrs: dict) -> list[str]:
-    """Drop clips not in ``keep``, check every kept clip, mark the store complete.
+def finished(path: Path, clip_id: str, kind: str) -> bool:
+    """A clip is finished when its status is ok and every array of its kind is there with
+    all its data files (a status alone does not prove the arrays were written)."""
+    if existing_key(path, clip_id) is None:
+        return False
+    for name in ARRAYS[kind]:
+        try:
+            array = zarr.open_array(str(path), path=f"clips/{clip_id}/{name}", mode="r",
+                                    zarr_format=3)
+        except (FileNotFoundError, KeyError, ValueError, OSError):
+            return False
+        if not all((Path(path) / key).is_file() for key in data_keys(array)):
+            return False
+    return True
 
-    Returns the clip ids that failed the check (they are left out of ``clips``).
+
+def data_keys(array: zarr.Array) -> list[str]:
+    """Store keys of an array's data files (one per shard, or per chunk when unsharded)."""
+    metadata = array.metadata
+    return [f"{array.path}/{metadata.encode_chunk_key(coords)}"
+            for coords in metadata.chunk_grid.all_chunk_coords(array.shape)]
+
+
+def finalise(path: Path, keep: list[str], attrs: dict, *, in_manifest: list[str] | None = None,
+             prune: bool = False) -> dict[str, list[str]]:
+    """List the finished clips of ``keep`` in the root, mark the store complete.
+
+    Clips on disk that are not in ``in_manifest`` (default ``keep``) left the manifest: with
+    ``prune`` they are deleted, otherwise kept on disk, untouched, and recorded in the root's
+    ``unlisted`` (never in ``clips``, so a reader sees exactly this run's clips). Returns
+    ``broken`` (clips of ``keep`` without their arrays: left out of ``clips``), ``pruned``
+    and ``unlisted``.
     """
     root = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+    kind = root.attrs["kind"]
     clips_dir = Path(path) / "clips"
     present = [p.name for p in clips_dir.iterdir() if p.is_dir()] if clips_dir.is_dir() else []
-    for stale in sorted(set(present) - set(keep)):
-        shutil.rmtree(clips_dir / stale)
-    good = [c for c in keep if existing_key(path, c) is not None]
-    root.update_attributes({**attrs, "clips": good, "complete": True})
-    return sorted(set(keep) - set(good))
+    gone = sorted(set(present) - set(keep if in_manifest is None else in_manifest))
+    pruned, unlisted = (gone, []) if prune else ([], gone)
+    for clip_id in pruned:
+        shutil.rmtree(clips_dir / clip_id)
+    good = [c for c in keep if finished(path, c, kind)]
+    root.update_attributes({**attrs, "clips": good, "unlisted": unlisted, "complete": True})
+    return {"broken": sorted(set(keep) - set(good)), "pruned": pruned, "unlisted": unlisted}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,36 +23,59 @@ class ClipTable:
     clip_ids: np.ndarray
     subjects: np.ndarray        # "dataset/subject": unique across a composite
     datasets: np.ndarray
+    skipped: list[str] = field(default_factory=list)  # "store: clip: why" per skipped clip
 
 
-def load_clips(stores: list[str], modality: str, label_set: int) -> ClipTable:
+class BadClip(ValueError):
+    """A listed clip whose group or image cannot be read (with ``on_bad_clip: stop``)."""
+
+
+BAD_CLIP_POLICIES = ("skip", "stop")
+
+
+def load_clips(stores: list[str], modality: str, label_set: int,
+               on_bad_clip: str = "skip") -> ClipTable:
     """Clips of one or several stores that carry a label in the 3- or 5-class protocol.
 
     The 3 classes are fixed; the 5 classes are those present (CASME II's and SAMM's differ).
     ``modality`` is any image name in the stores (mesti, dynamic_raw, apex_frame, ...).
+    A listed clip whose group or image cannot be read (deleted, corrupt chunk) is left out
+    and named on stderr and in ``skipped`` (``on_bad_clip="skip"``), or stops the run with
+    BadClip naming it (``"stop"``).
     """
     if label_set not in (3, 5):
         raise ValueError("label_set must be 3 or 5")
-    field = f"label{label_set}"
-    images, names, ids, subjects, datasets = [], [], [], [], []
+    if on_bad_clip not in BAD_CLIP_POLICIES:
+        raise ValueError(f"on_bad_clip must be one of {BAD_CLIP_POLICIES}, not {on_bad_clip!r}")
+    field_name = f"label{label_set}"
+    images, names, ids, subjects, datasets, skipped = [], [], [], [], [], []
     for location in stores:
         store = open_store(location)
         if modality not in store.names:
             raise ValueError(f"{location} has no image {modality!r}; it has {store.names}")
-        index = store.index
-        keep = [i for i, label in enumerate(index[field]) if label]
-        chosen = [store.clip_ids[i] for i in keep]
-        if chosen:
-            images.append(store.images(modality, chosen))
-        names += [index[field][i] for i in keep]
-        ids += chosen
-        subjects += [f"{index['dataset'][i]}/{index['subject'][i]}" for i in keep]
-        datasets += [index["dataset"][i] for i in keep]
+        for clip_id in store.clip_ids:
+            try:
+                attrs = store.clip_attrs(clip_id)
+                if not attrs.get(field_name):
+                    continue
+                image = store.image(clip_id, modality)
+            except Exception as error:  # group missing, metadata or chunk unreadable
+                why = f"{location}: clip {clip_id}: unreadable, {type(error).__name__}: {error}"
+                if on_bad_clip == "stop":
+                    raise BadClip(f"{why} (train.on_bad_clip: stop)") from error
+                print(f"skipped {why}", file=sys.stderr)
+                skipped.append(why)
+                continue
+            images.append(image)
+            names.append(attrs[field_name])
+            ids.append(clip_id)
+            subjects.append(f"{attrs.get('dataset')}/{attrs.get('subject')}")
+            datasets.append(attrs.get("dataset"))
     if not ids:
         raise ValueError(f"no clip in {stores} has a {label_set}-class label")
     classes = list(THREE_CLASSES) if label_set == 3 else sorted(set(names))
-    return ClipTable(np.concatenate(images), np.array([classes.index(n) for n in names]),
-                     classes, np.array(ids), np.array(subjects), np.array(datasets))
+    return ClipTable(np.stack(images), np.array([classes.index(n) for n in names]),
+                     classes, np.array(ids), np.array(subjects), np.array(datasets), skipped)
 
 
 def to_tensor(images: np.ndarray, size: int) -> torch.Tensor:

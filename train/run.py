@@ -51,6 +51,7 @@ class TrainConfig:
     device: str = "auto"              # auto (CUDA when present) | cpu | cuda
     channels_last: bool = True
     figure_clips: int = 4
+    on_bad_clip: str = "skip"         # a listed clip that cannot be read: skip (and name) | stop
 
     def __post_init__(self) -> None:
         checks = {
@@ -59,6 +60,7 @@ class TrainConfig:
             "variant": self.variant in VARIANTS,
             "selection": self.selection in ("last", "validation"),
             "device": self.device in ("auto", "cpu", "cuda"),
+            "on_bad_clip": self.on_bad_clip in ("skip", "stop"),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -71,7 +73,7 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
     started = time.perf_counter()
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
                           else "cpu" if config.device == "auto" else config.device)
-    table = load_clips(stores, config.modality, config.labels)
+    table = load_clips(stores, config.modality, config.labels, config.on_bad_clip)
     folds = _folds(table, config)
     x = to_tensor(table.images, config.input_size)
     y = torch.from_numpy(table.labels)
@@ -106,6 +108,7 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
         "confusion": confusion(table.labels[tested], predicted[tested],
                                len(table.classes)).tolist(),
         "device": str(device), "seconds": round(time.perf_counter() - started, 1),
+        "skipped_clips": table.skipped,
     }
     (out / "config.json").write_text(json.dumps(
         {"config": asdict(config), "stores": [str(s) for s in stores]}, indent=2) + "\n")
