@@ -117,7 +117,7 @@ def read_image(clip_id: str, path: Path, max_pixels: int = MAX_FRAME_PIXELS) -> 
     data = np.fromfile(path, np.uint8) if path.is_file() else None
     if data is None:
         raise ClipError(clip_id, "input_missing", f"frame file {path} is missing")
-    size = header_size(data[:1 << 16].tobytes())
+    size = header_size(data[:1 << 20].tobytes())  # the SOF follows EXIF/ICC segments
     if size is not None and size[0] * size[1] > max_pixels:
         raise ClipError(clip_id, "decode_error",
                         f"{path} is {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} Mpx), "
