@@ -66,6 +66,13 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
     for row in sheets.read_table(sheet, COLUMNS, REQUIRED):
         subject = _subject(row["subject"])
         filename = sheets.text(row["filename"])
+        if subject is None:  # blank (a merged cell reads blank) or not a number
+            clip_id = f"row{row['_row']}"
+            scan.problems.append(Problem(
+                clip_id, "-", "subject_invalid", "excluded",
+                f"sheet row {row['_row']}: subject {sheets.text(row['subject'])!r} is not a "
+                f"subject number (filename {filename!r})"))
+            continue
         clip_id = safe_id(subject, filename)
         key, note = _match_folder(subject, filename, folders)
         if key is None:
@@ -103,13 +110,11 @@ def _image_root(root: Path) -> Path:
     raise FileNotFoundError(f"{root}: no subNN folders and none of {', '.join(LAYOUTS)}")
 
 
-def _subject(value: object) -> str:
-    """'1', 1, 'sub1' and 'sub01' all name folder 'sub01'."""
-    text = sheets.text(value)
-    digits = re.sub(r"\D", "", text)
-    if not digits:
-        raise sheets.SheetError(f"subject {text!r} is not a subject number")
-    return f"sub{int(digits):02d}"
+def _subject(value: object) -> str | None:
+    """'1', 1, 2.0, '2.0', 'sub1' and 'sub01' name folders sub01, sub02, sub01, sub01;
+    None for a blank cell or one that is not a whole number."""
+    number = re.fullmatch(r"(?:sub)?\s*(\d+)(?:\.0*)?", sheets.text(value), re.IGNORECASE)
+    return f"sub{int(number.group(1)):02d}" if number else None
 
 
 def _match_folder(subject: str, filename: str,

@@ -2,14 +2,22 @@
 
 CSV rather than Parquet: a researcher reads and diffs it in any editor or spreadsheet,
 DVC diffs it line by line, and pandas loads it with ``pd.read_csv``. List fields
-(``frames``, ``frame_numbers``) are joined with ';'. Paths are ``root`` (as given to the
-stage, usually relative to the project) joined with ``source``.
+(``frames``, ``frame_numbers``) are joined with ';'. Paths are ``root`` joined with
+``source``; ``root`` is written relative to the manifest's own folder (absolute only when
+asked), so a manifest moves with its data and reads the same from any working directory.
+:func:`read_manifest` gives ``root`` back absolute.
+
+A manifest is untrusted input to the next stage (edited by hand, or the wrong file
+given): reading it checks every row and refuses the whole file, naming the line and
+column, before any stage writes anything.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 from collections import Counter
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -29,53 +37,158 @@ _LISTS = {"frames", "frame_numbers"}
 _OPTIONAL_INT = {"apex"}
 
 
+class ManifestError(ValueError):
+    """A manifest that cannot be used (not a manifest, empty, a bad row): names file and line."""
+
+
+class NoUsableClips(ManifestError):
+    """A dataset with no usable clip: no manifest is written, the report says why."""
+
+
 def build_manifest(dataset: str, root: Path, out: Path, *, sheet: Path | None = None,
                    overrides: Path | None = None,
-                   config: ManifestConfig = ManifestConfig()) -> dict[str, object]:
-    """Read, validate and write one dataset's manifest into ``out``; return its counts."""
+                   config: ManifestConfig = ManifestConfig(),
+                   absolute_paths: bool = False) -> dict[str, object]:
+    """Read, validate and write one dataset's manifest into ``out``; return its counts.
+
+    When no clip is usable, the problems, counts and report are written (they say why) but
+    no manifest: :class:`NoUsableClips` is raised instead, naming the dataset folder.
+    """
     if dataset not in RECIPES:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(RECIPES)}")
     scan = RECIPES[dataset].prepare(Path(root), sheet)
     records, problems = validate(scan, load_overrides(overrides), config)
     out.mkdir(parents=True, exist_ok=True)
-    write_manifest(records, out / MANIFEST)
     _write_problems(problems, out / PROBLEMS)
     counts = _counts(scan.clips, records, problems)
     (out / COUNTS).write_text(json.dumps(counts, indent=2) + "\n")
     (out / REPORT).write_text(_report(dataset, scan.root, scan.sheet, counts, problems))
+    if not records:
+        excluded = Counter(p.code for p in problems if p.action == "excluded")
+        why = (", ".join(f"{code} x{n}" for code, n in excluded.most_common())
+               if excluded else "no clip found")
+        raise NoUsableClips(f"{root}: no usable {dataset} clip of {counts['clips_found']} "
+                            f"found ({why}); no manifest written, see {out / REPORT}")
+    write_manifest(records, out / MANIFEST, absolute_paths=absolute_paths)
     return counts
 
 
-def write_manifest(records: list[ClipRecord], path: Path) -> None:
-    with path.open("w", newline="") as handle:
+def write_manifest(records: list[ClipRecord], path: Path, *,
+                   absolute_paths: bool = False) -> None:
+    """Write ``records``; each ``root`` (absolute, or relative to the working directory) is
+    stored relative to ``path``'s folder, or absolute with ``absolute_paths``."""
+    folder = Path(path).parent.absolute()
+    with Path(path).open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for record in records:
             row = asdict(record)
             for key in _LISTS:
                 row[key] = ";".join(str(v) for v in row[key])
+            row["root"] = _stored_root(record.root, folder, absolute_paths)
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
 
+def _stored_root(root: str, folder: Path, absolute: bool) -> str:
+    full = os.path.normpath(Path(root).absolute())
+    if absolute:
+        return Path(full).as_posix()
+    try:
+        return Path(os.path.relpath(full, folder)).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return Path(full).as_posix()
+
+
+_KINDS = ("images", "video")
+
+
 def read_manifest(path: Path) -> list[ClipRecord]:
-    """Manifest rows back as records (the inverse of :func:`write_manifest`)."""
-    with Path(path).open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = set(COLUMNS) - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: not a manifest; missing columns {sorted(missing)}")
-        records = []
-        for row in reader:
-            values: dict[str, object] = dict(row)
-            values["frames"] = row["frames"].split(";") if row["frames"] else []
-            values["frame_numbers"] = [int(v) for v in row["frame_numbers"].split(";") if v]
-            values["onset"], values["offset"] = int(row["onset"]), int(row["offset"])
-            values["apex"] = int(row["apex"]) if row["apex"] else None
-            values["label3"] = row["label3"] or None
-            values["label5"] = row["label5"] or None
-            values["fps"] = float(row["fps"])
-            records.append(ClipRecord(**values))  # type: ignore[arg-type]
+    """Manifest rows back as records (the inverse of :func:`write_manifest`).
+
+    Every row is checked (numbers, kinds, window, list lengths, unique clip ids) and a
+    problem refuses the file with a :class:`ManifestError` naming its line and column;
+    a manifest without rows is refused too. ``root`` comes back absolute.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".xlsx", ".xls", ".xlsm"):
+        raise ManifestError(f"{path}: is a spreadsheet, not a manifest; give the "
+                            f"{MANIFEST} that 'mesti manifest' wrote")
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    folder = path.parent.absolute()
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = set(COLUMNS) - set(reader.fieldnames or [])
+            if missing:
+                raise ManifestError(f"{path}: not a manifest; missing columns "
+                                    f"{sorted(missing)}")
+            records, lines = [], {}
+            for row in reader:
+                line = reader.line_num
+                record = _parse_row(row, f"{path}, line {line}", folder)
+                if record.clip_id in lines:
+                    raise ManifestError(f"{path}: clip id {record.clip_id!r} is on lines "
+                                        f"{lines[record.clip_id]} and {line}; clip ids must "
+                                        "be unique")
+                lines[record.clip_id] = line
+                records.append(record)
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"{path}: not a manifest (not UTF-8 text)") from error
+    except csv.Error as error:
+        raise ManifestError(f"{path}: not a manifest ({error})") from error
+    if not records:
+        raise ManifestError(f"{path}: the manifest holds no clip (only its header); "
+                            "nothing to do")
     return records
+
+
+def _parse_row(row: dict[str, str | None], where: str, folder: Path) -> ClipRecord:
+    """One CSV row as a record, or a ManifestError naming the row and the column."""
+    if None in row or any(row[c] is None for c in COLUMNS):
+        raise ManifestError(f"{where}: has {'more' if None in row else 'fewer'} cells than "
+                            "the header")
+
+    def number(column: str, cast, *, optional: bool = False):
+        text = (row[column] or "").strip()
+        if not text and optional:
+            return None
+        try:
+            value = cast(text)
+        except ValueError:
+            raise ManifestError(f"{where}, column {column}: {text!r} is not "
+                                f"{'an integer' if cast is int else 'a number'}") from None
+        return value
+
+    values: dict[str, object] = {column: row[column] for column in COLUMNS}  # extra: ignored
+    for column in ("dataset", "clip_id", "source"):
+        if not (row[column] or "").strip():
+            raise ManifestError(f"{where}, column {column}: is empty")
+    if row["kind"] not in _KINDS:
+        raise ManifestError(f"{where}, column kind: {row['kind']!r} is not one of {_KINDS}")
+    values["frames"] = row["frames"].split(";") if row["frames"] else []
+    try:
+        values["frame_numbers"] = [int(v) for v in row["frame_numbers"].split(";") if v]
+    except ValueError:
+        raise ManifestError(f"{where}, column frame_numbers: {row['frame_numbers']!r} is not "
+                            "a ';'-separated list of integers") from None
+    if not values["frames"] or len(values["frames"]) != len(values["frame_numbers"]):
+        raise ManifestError(f"{where}, column frames: {len(values['frames'])} frame(s) for "
+                            f"{len(values['frame_numbers'])} frame number(s)")
+    values["onset"], values["offset"] = number("onset", int), number("offset", int)
+    values["apex"] = number("apex", int, optional=True)
+    if values["onset"] > values["offset"]:
+        raise ManifestError(f"{where}, column onset: {values['onset']} is after the offset "
+                            f"{values['offset']}")
+    values["fps"] = number("fps", float)
+    if not math.isfinite(values["fps"]) or values["fps"] <= 0:
+        raise ManifestError(f"{where}, column fps: {row['fps']!r} is not a frame rate")
+    values["label3"] = row["label3"] or None
+    values["label5"] = row["label5"] or None
+    root = Path(row["root"] or ".")
+    values["root"] = root.as_posix() if root.is_absolute() else \
+        Path(os.path.normpath(folder / root)).as_posix()
+    return ClipRecord(**values)  # type: ignore[arg-type]
 
 
 def _write_problems(problems: list[Problem], path: Path) -> None:

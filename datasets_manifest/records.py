@@ -76,6 +76,8 @@ class Candidate:
     sheet_row: int | None = None
     notes: dict[str, str] = field(default_factory=dict)
     """Per field ('onset', 'apex', 'offset'), what was odd about the sheet cell."""
+    fps: float | None = None
+    """The clip's own frame rate where it has one (a video's); else the dataset's."""
 
 
 @dataclass

@@ -33,12 +33,19 @@ def read_table(path: Path, columns: Mapping[str, Sequence[str]],
     """
     if not path.is_file():
         raise SheetError(f"{path}: sheet not found")
+    _refuse_encrypted(path)
+    # Cells are read literally from every kind of sheet: pandas' missing-value list (and its
+    # openpyxl reader, for error cells such as #N/A) would turn an N/A apex or an emotion
+    # 'None' into an empty cell in .xlsx only, where the same .csv cell stays text.
     try:
-        if path.suffix.lower() == ".csv":
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
             table = pd.read_csv(path, header=None, dtype=object, keep_default_na=False)
+        elif suffix in (".xlsx", ".xlsm"):
+            table = _read_xlsx(path)
         else:
-            table = pd.read_excel(path, header=None, dtype=object)
-    except Exception as error:  # pandas raises many types for a broken file
+            table = pd.read_excel(path, header=None, dtype=object, keep_default_na=False)
+    except Exception as error:  # pandas and openpyxl raise many types for a broken file
         raise SheetError(f"{path}: cannot be read as a sheet ({error})") from error
 
     wanted = {name: {normalise(a) for a in aliases} for name, aliases in columns.items()}
@@ -66,6 +73,37 @@ def read_table(path: Path, columns: Mapping[str, Sequence[str]],
         row["_row"] = index + 1
         rows.append(row)
     return rows
+
+
+def _read_xlsx(path: Path) -> pd.DataFrame:
+    """The first worksheet's cell values as they are stored (error cells as their text)."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True, data_only=True)
+    try:
+        rows = [list(row) for row in book.worksheets[0].iter_rows(values_only=True)]
+    finally:
+        book.close()
+    return pd.DataFrame(rows, dtype=object)
+
+
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED = "EncryptedPackage".encode("utf-16-le")
+
+
+def _refuse_encrypted(path: Path) -> None:
+    """An .xlsx saved with a password is an OLE2 container holding an 'EncryptedPackage'
+    stream; pandas would take it for an old .xls and ask for xlrd. Say what it is."""
+    if path.suffix.lower() not in (".xlsx", ".xlsm"):
+        return
+    with path.open("rb") as handle:
+        head = handle.read(1 << 16)
+    if head.startswith(_OLE2):
+        if _ENCRYPTED in head:
+            raise SheetError(f"{path}: the workbook is encrypted (password-protected); save "
+                             "an unprotected copy or export the sheet as .csv")
+        raise SheetError(f"{path}: is an old binary .xls workbook named .xlsx; save it as "
+                         ".xlsx or .csv")
 
 
 def _blank(value: object) -> bool:

@@ -34,6 +34,13 @@ class ManifestConfig:
     min_frames: int = 3
     check_frame_headers: bool = True
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_missing_fraction < 1:
+            raise ValueError(f"max_missing_fraction must be in [0, 1), "
+                             f"got {self.max_missing_fraction}")
+        if self.min_frames < 1:
+            raise ValueError(f"min_frames must be at least 1, got {self.min_frames}")
+
 
 def validate(scan: Scan, overrides: dict[str, Override],
              config: ManifestConfig) -> tuple[list[ClipRecord], list[Problem]]:
@@ -73,6 +80,9 @@ def validate(scan: Scan, overrides: dict[str, Override],
 
 def _check_clip(scan: Scan, c: Candidate, config: ManifestConfig, report) -> ClipRecord | None:
     row = f"sheet row {c.sheet_row}: " if c.sheet_row else ""
+    if not c.frames:
+        report("no_frames", "excluded", f"{c.source} holds no frames")
+        return None
     for key in ("onset", "offset"):
         if getattr(c, key) is None:
             report(f"{key}_invalid", "excluded", f"{row}{key} {c.notes.get(key, 'missing')}")
@@ -92,9 +102,6 @@ def _check_clip(scan: Scan, c: Candidate, config: ManifestConfig, report) -> Cli
     if emotion and emotion not in scan.labels.known:
         report("unknown_label", "excluded",
                f"emotion '{c.emotion}' is not one of {sorted(scan.labels.known)}")
-        return None
-    if not c.frames:
-        report("no_frames", "excluded", f"{c.source} holds no frames")
         return None
 
     first, last = min(c.frames), max(c.frames)
@@ -154,7 +161,8 @@ def _check_clip(scan: Scan, c: Candidate, config: ManifestConfig, report) -> Cli
         dataset=scan.dataset, subject=c.subject, clip_id=c.clip_id, root=str(scan.root),
         source=c.source, kind=c.kind, frames=[c.frames[n] for n in numbers],
         frame_numbers=numbers, onset=onset, apex=apex, offset=offset, emotion=emotion,
-        label3=label3, label5=label5, action_units=c.action_units, fps=scan.fps,
+        label3=label3, label5=label5, action_units=c.action_units,
+        fps=c.fps if c.fps is not None else scan.fps,
     )
 
 

@@ -5,17 +5,21 @@ Layout (``root``)::
     root/anyname.mp4                 mp4, avi, mov, mpg, mkv, m4v (any depth)
     root/annotations.csv             optional: video, subject, onset, apex, offset, emotion
 
-Frame numbers are 0-based decoded frame indices. Without a CSV every video is one clip
-spanning all its frames, with no apex and no label; its subject is the first folder under
-``root`` (or the file's stem at top level). The CSV's ``video`` column (``clip`` is also
-accepted) is a path relative to ``root``, with or without its suffix; a video that several
-rows name gives clips whose ids carry the onset. Emotions map to the 3-class protocol
-(negative, positive, surprise, or the fine labels of CASME II and SAMM) and to the CASME II
-5-class names where they match.
+Frame numbers are 0-based decoded frame indices, and each video's frame rate is its own.
+A video that decodes to fewer frames than its container declares (a truncated .avi or
+.mp4: the decoder may repeat an earlier frame as the last) is excluded as
+``video_truncated``; a file that decodes to nothing is ``no_frames``. Without a CSV every
+video is one clip spanning all its frames, with no apex and no label; its subject is the
+first folder under ``root`` (or the file's stem at top level). The CSV's ``video`` column
+(``clip`` is also accepted) is a path relative to ``root``, with or without its suffix; a
+video that several rows name gives clips whose ids carry the onset. Emotions map to the
+3-class protocol (negative, positive, surprise, or the fine labels of CASME II and SAMM)
+and to the CASME II 5-class names where they match.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -53,24 +57,35 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
               if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()}
     if not videos:
         raise FileNotFoundError(f"{root}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    fps = _fps(next(iter(videos.values())))
-    scan = Scan(NAME, root, fps, LABELS, sheet=sheet)
-    counts: dict[str, int] = {}
+    scan = Scan(NAME, root, 0.0, LABELS, sheet=sheet)
+    probes: dict[str, VideoProbe] = {}
 
-    def frames_of(name: str) -> dict[int, str]:
-        if name not in counts:
-            counts[name] = count_frames(videos[name])
-        return {i: str(i) for i in range(counts[name])}
+    def probe_of(name: str) -> VideoProbe:
+        if name not in probes:
+            probes[name] = probe(videos[name])
+        return probes[name]
+
+    def usable(name: str, clip_id: str, subject: str, row: str = "") -> VideoProbe | None:
+        found = probe_of(name)
+        if found.problem:
+            scan.problems.append(Problem(clip_id, subject, found.problem[0], "excluded",
+                                         f"{row}{name}: {found.problem[1]}"))
+            return None
+        return found
 
     if sheet is None:
         for name in videos:
             parts = Path(name).parts
             subject = parts[0] if len(parts) > 1 else Path(name).stem
-            frames = frames_of(name)
+            clip_id = safe_id(Path(name).with_suffix("").as_posix())
+            found = usable(name, clip_id, subject)
+            if found is None:
+                continue
+            frames = found.frames
             scan.clips.append(Candidate(
-                subject=subject, clip_id=safe_id(Path(name).with_suffix("").as_posix()),
-                source=name, kind="video", frames=frames, onset=0 if frames else None,
-                apex=None, offset=len(frames) - 1 if frames else None, emotion=""))
+                subject=subject, clip_id=clip_id, source=name, kind="video", frames=frames,
+                onset=0 if frames else None, apex=None,
+                offset=len(frames) - 1 if frames else None, emotion="", fps=found.fps))
         return scan
 
     by_stem = {Path(n).with_suffix("").as_posix(): n for n in videos}
@@ -86,30 +101,52 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
             scan.problems.append(Problem(clip_id, subject, "row_without_video", "excluded",
                                          detail))
             continue
+        found = usable(name, clip_id, subject, f"sheet row {row['_row']}: ")
+        if found is None:
+            continue
         values, notes = parse_window(row)
         clips.append(Candidate(
-            subject=subject, clip_id=clip_id, source=name, kind="video", frames=frames_of(name),
+            subject=subject, clip_id=clip_id, source=name, kind="video", frames=found.frames,
             emotion=sheets.text(row.get("emotion")).lower(), sheet_row=int(row["_row"]),
-            notes=notes, **values))
+            notes=notes, fps=found.fps, **values))
     scan.clips = disambiguate(clips)
     return scan
 
 
-def count_frames(path: Path) -> int:
-    """Frames a video really decodes to (container counts lie for mpg and some mov)."""
+# Containers whose header frame count is exact (an index, not an estimate from the
+# duration as in mpg, mkv and some mov): fewer decoded frames there means a truncated file.
+EXACT_COUNT = frozenset({".avi", ".mp4", ".m4v"})
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What decoding a whole video found: its frames by index, its rate, what is wrong."""
+
+    frames: dict[int, str]
+    fps: float
+    problem: tuple[str, str] | None = None
+
+
+def probe(path: Path) -> VideoProbe:
+    """Decode ``path`` once: frame count (container counts lie for mpg and some mov), fps,
+    and the problem that excludes it (no frames, truncated, no frame rate)."""
     capture = cv2.VideoCapture(str(path))
     try:
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         count = 0
         while capture.grab():
             count += 1
-        return count
     finally:
         capture.release()
+    frames = {i: str(i) for i in range(count)}
+    if not count:
+        return VideoProbe({}, fps, ("no_frames", "no frame decodes (not a video, or empty)"))
+    if path.suffix.lower() in EXACT_COUNT and count < declared:
+        return VideoProbe(frames, fps, ("video_truncated",
+                                        f"{count} of the {declared} frames its container "
+                                        "declares decode; the file is truncated"))
+    if not fps > 0:
+        return VideoProbe(frames, fps, ("fps_unknown", "the container gives no frame rate"))
+    return VideoProbe(frames, fps)
 
-
-def _fps(path: Path) -> float:
-    capture = cv2.VideoCapture(str(path))
-    try:
-        return float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-    finally:
-        capture.release()

@@ -57,6 +57,10 @@ def export(store: str, out_zip: Path, check: bool) -> None:
     """Write STORE as one zip file OUT_ZIP with MANIFEST.json and SHA256SUMS."""
     from mesti.pipeline.cache_tools import export_store
 
+    from .cli import USAGE, UserError
+
+    if not out_zip.parent.is_dir():
+        raise UserError(f"{out_zip}: the folder {out_zip.parent} does not exist", USAGE)
     manifest = _call(export_store, store, out_zip, check=check)
     click.echo(f"wrote {out_zip}: {manifest['kind']} store, {len(manifest['clips'])} clips, "
                f"{manifest['store_files']} files, {manifest['store_bytes'] / 1e6:.1f} MB")

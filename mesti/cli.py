@@ -1,9 +1,18 @@
-"""The ``mesti`` command: one thin subcommand per library entry point."""
+"""The ``mesti`` command: one thin subcommand per library entry point.
+
+User mistakes are messages, not tracebacks: the library raises its own exception types for
+bad input (a params file, a sheet, a manifest, a store, the cluster options, a full disk),
+and :class:`Commands` turns exactly those into one line naming the input and the problem,
+with exit code 2 for a wrong invocation and 1 for unusable data. Any other exception is a
+bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,14 +20,84 @@ import click
 
 from mesti.datasets_manifest import RECIPES
 
-from .params import ParamsError, load_section
+from .params import load_section
 
+DEFAULT_PARAMS = Path("params.yaml")
 PARAMS = click.option("--params", "params", type=click.Path(dir_okay=False, path_type=Path),
-                      default=Path("params.yaml"), show_default=True,
-                      help="Knobs file; its stage section is read, defaults where absent.")
+                      default=DEFAULT_PARAMS, show_default=True,
+                      help="Knobs file; its stage section is read. A file given must "
+                           "exist; without the default one, all knobs keep their defaults.")
+
+USAGE, DATA = 2, 1
 
 
-@click.group(context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
+class UserError(click.ClickException):
+    """A one-line message and its exit code (2: usage, 1: data)."""
+
+    def __init__(self, message: str, exit_code: int = DATA):
+        super().__init__(" ".join(str(message).split()))
+        self.exit_code = exit_code
+
+
+def user_error(error: BaseException) -> UserError | None:
+    """The message for a known user-error exception, or None for anything else (a bug)."""
+    from mesti.datasets_manifest.manifest import ManifestError
+    from mesti.datasets_manifest.overrides import OverridesError
+    from mesti.datasets_manifest.sheets import SheetError
+    from mesti.pipeline.reader import StoreError
+    from mesti.pipeline.sample import SampleTargetError
+
+    from .params import ParamsError
+
+    usage = (ParamsError, SampleTargetError)
+    data = (ManifestError, SheetError, OverridesError, StoreError)
+    if isinstance(error, usage):
+        return UserError(str(error), USAGE)
+    if isinstance(error, data):
+        return UserError(str(error), DATA)
+    run = sys.modules.get("mesti.pipeline.run")  # not imported for this: it is heavy
+    if run is not None and isinstance(error, run.ClusterError):
+        return UserError(str(error), USAGE)
+    if run is not None and isinstance(error, run.StageFailed):
+        return UserError(str(error), DATA)
+    store = sys.modules.get("mesti.pipeline.store")
+    if store is not None and isinstance(error, store.WriteRefused):
+        return UserError(str(error), DATA)
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(_disk_full(error), DATA)
+    return None
+
+
+def _disk_full(error: OSError) -> str:
+    path = Path(error.filename) if error.filename else Path.cwd()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = f"{shutil.disk_usage(probe).free / 1e6:.1f} MB free on that file system"
+    except OSError:
+        free = "free space unknown"
+    what = "no space left on device" if error.errno == errno.ENOSPC else "disk quota exceeded"
+    return f"{path}: {what} while writing ({free}); what was written before is kept"
+
+
+class Commands(click.Group):
+    """The command group that maps known user errors to one-line messages (see module doc)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except Exception as error:
+            known = user_error(error)
+            if known is None:
+                raise
+            raise known from error
+
+
+@click.group(cls=Commands,
+             context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mesti-mer")
 @click.option("-v", "--verbose", is_flag=True, help="Keep MediaPipe's and TFLite's log lines.")
 def main(verbose: bool) -> None:
@@ -47,29 +126,28 @@ def sample(out_dir: Path, params: Path) -> None:
               help="Annotation sheet; found under RAW_ROOT by the owners' file names if omitted.")
 @click.option("--overrides", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="YAML of reviewed per-clip corrections (see datasets_manifest/overrides.py).")
+@click.option("--absolute-paths", is_flag=True, default=False,
+              help="Write the frames root absolute [default: relative to OUT, so the manifest "
+                   "moves with its data].")
 @PARAMS
 def manifest(dataset: str, raw_root: Path, out: Path, sheet: Path | None,
-             overrides: Path | None, params: Path) -> None:
+             overrides: Path | None, absolute_paths: bool, params: Path) -> None:
     """Read DATASET at RAW_ROOT into a validated manifest and report in OUT.
 
-    Exits non-zero only when no clip is usable; every problem is listed in OUT/report.md.
+    Exits 1 and writes no manifest when no clip is usable; every problem is listed in
+    OUT/report.md either way.
     """
     from mesti.datasets_manifest.manifest import build_manifest
-    from mesti.datasets_manifest.overrides import OverridesError
-    from mesti.datasets_manifest.sheets import SheetError
     from mesti.datasets_manifest.validate import ManifestConfig
 
     config = _config(ManifestConfig, params, "manifest")
     try:
         counts = build_manifest(dataset, raw_root, out, sheet=sheet, overrides=overrides,
-                                config=config)
-    except (SheetError, OverridesError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
+                                config=config, absolute_paths=absolute_paths)
+    except FileNotFoundError as error:  # the recipes' "no frames tree / no videos here"
+        raise UserError(str(error), DATA) from error
     click.echo(json.dumps({k: counts[k] for k in ("clips_found", "clips_ok", "clips_excluded")}))
     click.echo(f"report: {out / 'report.md'}")
-    if not counts["clips_ok"]:
-        click.echo(f"no usable clip in {raw_root}; see {out / 'report.md'}", err=True)
-        sys.exit(1)
 
 
 def cluster_options(command):
@@ -114,17 +192,29 @@ def stage_outputs(command):
 def _run_stage(run, *args, metrics, failures, max_failure_fraction, prune, scheduler,
                scheduler_file, workers, progress, jobqueue, jobs) -> None:
     """Call a stage's library function with the cluster and report options; print metrics."""
-    from mesti.pipeline.reader import StoreError
-    from mesti.pipeline.run import ClusterOptions, StageFailed, StageOutputs
-    from mesti.pipeline.store import WriteRefused
+    from mesti.pipeline.run import ClusterOptions, StageOutputs, dask_client, jobqueue_cluster
 
     cluster = ClusterOptions(scheduler, scheduler_file, workers, progress, jobqueue, jobs)
-    try:
-        result = run(*args, cluster, StageOutputs(metrics, failures, max_failure_fraction),
-                     prune=prune)
-    except (StageFailed, WriteRefused, StoreError) as error:
-        raise click.ClickException(str(error)) from error
+    # Unusable cluster options fail here, before the stage opens its store.
+    if scheduler or scheduler_file:
+        with dask_client(cluster):
+            pass
+    elif jobqueue:
+        jobqueue_cluster(jobqueue).close()  # configured? (no job is submitted)
+    result = run(*args, cluster, StageOutputs(metrics, failures, max_failure_fraction),
+                 prune=prune)
     click.echo(json.dumps(result, indent=2))
+
+
+def _require_store(location: str | Path, kind: str, role: str):
+    """The store at ``location``, refused by name when it is not of ``kind``."""
+    from mesti.pipeline.reader import open_store
+
+    store = open_store(location)
+    found = store.attrs.get("kind")
+    if found != kind:
+        raise UserError(f"{location}: is a {found} store; {role} needs a {kind} store", USAGE)
+    return store
 
 
 @main.command()
@@ -157,6 +247,7 @@ def modalities(faces_store: Path, store: Path, params: Path, **options) -> None:
     from mesti.pipeline.stages import ModalitiesConfig
 
     config = _config(ModalitiesConfig, params, "modalities")
+    _require_store(faces_store, "faces", "mesti modalities")
     _run_stage(run_modalities, faces_store, store, config, **options)
 
 
@@ -198,6 +289,13 @@ def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tupl
 
     config = _config(TrainConfig, params, "train")
     locations = list(stores)
+    wanted = list(modalities) or [config.modality]
+    for location in locations:
+        names = _require_store(location, "modalities", "mesti train").names
+        unknown = [m for m in wanted if m not in names]
+        if unknown:
+            raise UserError(f"{location}: no image {', '.join(map(repr, unknown))}; it has "
+                            f"{', '.join(names)} (--modality or train.modality)", USAGE)
     if modalities:
         click.echo(compare_modalities(locations, out_dir, config, list(modalities), progress))
         return
@@ -207,10 +305,17 @@ def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tupl
 
 
 def _config(cls, params: Path, section: str):
-    try:
-        return load_section(cls, params, section)
-    except (ParamsError, ValueError) as error:
-        raise click.ClickException(str(error)) from error
+    """A stage's config from ``--params`` (which must exist when given); without it from
+    ./params.yaml, or the defaults (said once per command on stderr) where there is none."""
+    context = click.get_current_context()
+    given = context.get_parameter_source("params") != click.core.ParameterSource.DEFAULT
+    if not given and not params.is_file():
+        meta = context.find_root().meta
+        if not meta.get("told_default_params"):
+            meta["told_default_params"] = True
+            click.echo(f"no {params} here: every knob at its default", err=True)
+        return load_section(cls, None, section)
+    return load_section(cls, params, section)
 
 
 from .cache_cli import cache  # noqa: E402

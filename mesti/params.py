@@ -12,19 +12,39 @@ T = TypeVar("T")
 
 
 class ParamsError(ValueError):
-    """A params.yaml section that does not match its stage's config."""
+    """A params file that cannot be read, or a section that does not match its stage's config."""
 
 
 def load_section(cls: type[T], params: Path | None, section: str) -> T:
-    """Build ``cls`` from ``section`` of a params file; defaults where the file is absent.
+    """Build ``cls`` from ``section`` of a params file; defaults where ``params`` is None.
 
-    A key the dataclass does not define, or a value of the wrong type, is an error that
-    names the file, section and key: a typo must never fall back to a default silently.
+    A missing file, a file that is not a YAML mapping, a key the dataclass does not define,
+    a value of the wrong type or out of range, is an error that names the file (and the
+    section and key): a typo must never fall back to a default silently. Callers decide
+    whether an absent implicit default file may mean "all defaults".
     """
-    if params is None or not Path(params).is_file():
+    if params is None:
         return cls()
-    data = yaml.safe_load(Path(params).read_text()) or {}
-    return from_mapping(cls, data.get(section) or {}, f"{params} [{section}]")
+    path = Path(params)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ParamsError(f"{path}: not valid YAML{line}: "
+                          f"{getattr(error, 'problem', None) or error}") from error
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of stage sections, "
+                          f"got a {type(data).__name__}")
+    values = data.get(section)
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise ParamsError(f"{path} [{section}]: expected a mapping of knobs, "
+                          f"got a {type(values).__name__}")
+    return from_mapping(cls, values, f"{path} [{section}]")
 
 
 def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
@@ -40,4 +60,7 @@ def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
         elif expected in (int, float, bool, str) and (
                 not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
             raise ParamsError(f"{where}: {key} must be {expected.__name__}, got {value!r}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:  # the config's own range checks (__post_init__)
+        raise ParamsError(f"{where}: {error}") from error

@@ -61,16 +61,21 @@ class FacesConfig:
     dominant_face: float = 2.0    # the largest face must be this many times the next in area
     stabilise: bool = False
     max_drift: float = 0.5        # face motion by the apex / last frame, inter-ocular units
+    max_frame_pixels: int = 40_000_000  # larger frames fail by name before being decoded
 
     def __post_init__(self) -> None:
         if self.equalise not in EQUALISE:
             raise ValueError(f"equalise must be one of {EQUALISE}, got {self.equalise!r}")
-        if not 0 <= self.min_confidence <= 1:
-            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
-        if self.upscale < 1:
-            raise ValueError(f"upscale must be at least 1, got {self.upscale}")
-        if self.max_drift <= 0:
-            raise ValueError(f"max_drift must be positive, got {self.max_drift}")
+        checks = {"size >= 32": self.size >= 32, "interocular > 0": self.interocular > 0,
+                  "0 < eye_line < 1": 0 < self.eye_line < 1, "clahe_clip > 0": self.clahe_clip > 0,
+                  "clahe_tiles >= 1": self.clahe_tiles >= 1,
+                  "0 <= min_confidence <= 1": 0 <= self.min_confidence <= 1,
+                  "upscale >= 1": self.upscale >= 1, "dominant_face >= 0": self.dominant_face >= 0,
+                  "max_frame_pixels >= 1024": self.max_frame_pixels >= 1024,
+                  "max_drift > 0": self.max_drift > 0}
+        bad = [rule for rule, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid faces settings: {', '.join(bad)} must hold")
 
 
 class DetectorError(RuntimeError):

@@ -63,21 +63,68 @@ def clip_folder(clip_id: str, root: str, source: str, frames: list[str], kind: s
     return path
 
 
-def iter_frames(clip_id: str, kind: str, path: Path, frames: list[str]) -> Iterator[np.ndarray]:
-    """The window's frames in order, BGR uint8 (H, W, 3)."""
+MAX_FRAME_PIXELS = 40_000_000  # the faces stage's default cap (knob faces.max_frame_pixels)
+
+
+def iter_frames(clip_id: str, kind: str, path: Path, frames: list[str],
+                max_pixels: int = MAX_FRAME_PIXELS) -> Iterator[np.ndarray]:
+    """The window's frames in order, BGR uint8 (H, W, 3).
+
+    A frame whose header declares more than ``max_pixels`` pixels fails the clip before it
+    is decoded: a 1.5 MB all-black 10000x10000 JPEG would otherwise cost 3 GB.
+    """
     if kind == "images":
         for name in frames:
-            yield read_image(clip_id, path / name)
+            yield read_image(clip_id, path / name, max_pixels)
     elif kind == "video":
-        yield from _video_frames(clip_id, path, [int(f) for f in frames])
+        yield from _video_frames(clip_id, path, [int(f) for f in frames], max_pixels)
     else:
         raise ValueError(f"{clip_id}: unknown clip kind {kind!r}")
 
 
-def read_image(clip_id: str, path: Path) -> np.ndarray:
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG, PNG or BMP header, without decoding; None if unknown.
+
+    JPEG: the first start-of-frame marker (SOF0..SOF15 but DHT, JPG and DAC); PNG: IHDR;
+    BMP: the info header (a negative height means top-down rows).
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"BM" and len(data) >= 26:
+        if int.from_bytes(data[14:18], "little") == 12:  # OS/2 core header: 16-bit sizes
+            return int.from_bytes(data[18:20], "little"), int.from_bytes(data[20:22], "little")
+        width = int.from_bytes(data[18:22], "little", signed=True)
+        height = int.from_bytes(data[22:26], "little", signed=True)
+        return abs(width), abs(height)
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+                i += 2
+                continue
+            length = int.from_bytes(data[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return (int.from_bytes(data[i + 7:i + 9], "big"),
+                        int.from_bytes(data[i + 5:i + 7], "big"))
+            i += 2 + length
+    return None
+
+
+def read_image(clip_id: str, path: Path, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
     data = np.fromfile(path, np.uint8) if path.is_file() else None
     if data is None:
         raise ClipError(clip_id, "input_missing", f"frame file {path} is missing")
+    size = header_size(data[:1 << 20].tobytes())  # the SOF follows EXIF/ICC segments
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ClipError(clip_id, "decode_error",
+                        f"{path} is {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} Mpx), "
+                        f"over max_frame_pixels={max_pixels}; not decoded")
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
     if jpeg and data.size and data[-2:].tobytes() != b"\xff\xd9":
         # libjpeg decodes a truncated file into a partly grey frame without failing
@@ -88,12 +135,29 @@ def read_image(clip_id: str, path: Path) -> np.ndarray:
     return image
 
 
-def _video_frames(clip_id: str, path: Path, indices: list[int]) -> Iterator[np.ndarray]:
-    """Decode sequentially and keep the wanted indices (seeking is unreliable in mpg/mov)."""
+# Containers whose header frame count is exact (an index, not an estimate from the duration).
+_EXACT_COUNT = frozenset({".avi", ".mp4", ".m4v"})
+
+
+def _video_frames(clip_id: str, path: Path, indices: list[int],
+                  max_pixels: int = MAX_FRAME_PIXELS) -> Iterator[np.ndarray]:
+    """Decode sequentially and keep the wanted indices (seeking is unreliable in mpg/mov).
+
+    Where the container's frame count is exact, a video that decodes to fewer frames is
+    truncated and fails the clip, even when the wanted indices all came back: a truncated
+    MJPEG .avi repeats an earlier frame as its last one.
+    """
     if not path.is_file():
         raise ClipError(clip_id, "input_missing", f"video {path} is missing")
     capture = cv2.VideoCapture(str(path))
     try:
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if width * height > max_pixels:
+            raise ClipError(clip_id, "decode_error",
+                            f"{path} is {width}x{height}, over max_frame_pixels={max_pixels}; "
+                            "not decoded")
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         wanted, index = iter(indices), -1
         target = next(wanted, None)
         while target is not None:
@@ -105,6 +169,13 @@ def _video_frames(clip_id: str, path: Path, indices: list[int]) -> Iterator[np.n
             if index == target:
                 yield frame
                 target = next(wanted, None)
+        if path.suffix.lower() in _EXACT_COUNT and index + 1 < declared:
+            while capture.grab():
+                index += 1
+            if index + 1 < declared:
+                raise ClipError(clip_id, "decode_error",
+                                f"{path} decodes to {index + 1} of the {declared} frames its "
+                                "container declares: truncated")
     finally:
         capture.release()
 

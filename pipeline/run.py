@@ -233,19 +233,48 @@ def _map(function: Callable[..., dict], items: list, cluster: ClusterOptions, la
     return results
 
 
+class ClusterError(RuntimeError):
+    """The cluster options cannot be used: scheduler unreachable, job queue unknown or
+    not configured. Raised before any task runs."""
+
+
+SCHEDULER_CONNECT_TIMEOUT_S = 10  # seconds to reach --scheduler before giving up
+
+
 def jobqueue_cluster(name: str):
     """A dask-jobqueue cluster (SLURMCluster, PBSCluster, ...) configured by Dask's own
     configuration (``~/.config/dask/jobqueue.yaml``), not by this project."""
     try:
         import dask_jobqueue
     except ImportError as error:
-        raise RuntimeError("--jobqueue needs the 'cluster' extra: pip install "
+        raise ClusterError("--jobqueue needs the 'cluster' extra: pip install "
                            "'mesti-mer[cluster]'") from error
     classes = {c[: -len("Cluster")].lower(): getattr(dask_jobqueue, c)
                for c in dir(dask_jobqueue) if c.endswith("Cluster") and c != "JobQueueCluster"}
     if name.lower() not in classes:
-        raise ValueError(f"unknown job queue {name!r}; dask-jobqueue has {sorted(classes)}")
-    return classes[name.lower()]()
+        raise ClusterError(f"--jobqueue {name!r}: unknown job queue; dask-jobqueue has "
+                           f"{sorted(classes)}")
+    try:
+        return classes[name.lower()]()
+    except (ValueError, TypeError, OSError) as error:
+        raise ClusterError(f"--jobqueue {name!r}: not configured ({' '.join(str(error).split())}"
+                           "); set it in Dask's "
+                           "jobqueue.yaml") from error
+
+
+def _connect(cluster: ClusterOptions):
+    from distributed import Client
+
+    where = cluster.scheduler or f"the scheduler file {cluster.scheduler_file}"
+    if not cluster.scheduler and not Path(cluster.scheduler_file).is_file():
+        raise ClusterError(f"--scheduler-file {cluster.scheduler_file}: no such file")
+    try:
+        return Client(cluster.scheduler, scheduler_file=cluster.scheduler_file,
+                      timeout=SCHEDULER_CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ClusterError(f"--scheduler: cannot reach {where} within "
+                           f"{SCHEDULER_CONNECT_TIMEOUT_S} s ({' '.join(str(error).split())})"
+                           ) from error
 
 
 @contextmanager
@@ -255,7 +284,7 @@ def dask_client(cluster: ClusterOptions) -> Iterator:
     from distributed import Client, LocalCluster
 
     if cluster.scheduler or cluster.scheduler_file:
-        with Client(cluster.scheduler, scheduler_file=cluster.scheduler_file) as client:
+        with _connect(cluster) as client:
             yield client
         return
     if cluster.jobqueue:

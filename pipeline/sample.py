@@ -50,6 +50,21 @@ class SampleConfig:
     flicker: float = 0.006
     jpeg_quality: int = 92
 
+    def __post_init__(self) -> None:
+        checks = {"subjects >= 1": self.subjects >= 1,
+                  "1 <= min_clips <= max_clips": 1 <= self.min_clips <= self.max_clips,
+                  "3 <= min_frames <= max_frames": 3 <= self.min_frames <= self.max_frames,
+                  "0 < min_amplitude_px <= max_amplitude_px":
+                      0 < self.min_amplitude_px <= self.max_amplitude_px,
+                  "1 <= jpeg_quality <= 100": 1 <= self.jpeg_quality <= 100}
+        bad = [rule for rule, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid sample settings: {', '.join(bad)} must hold")
+
+
+class SampleTargetError(FileExistsError):
+    """The sample's target folder already holds something: nothing is written over it."""
+
 
 # Face-mesh landmark indices and the direction each moves, in the source photo's frame
 # (x right, y down). Weights scale a point's share of the motion.
@@ -86,11 +101,19 @@ class SampleClip:
 
 
 def generate_sample(out_dir: Path, config: SampleConfig = SampleConfig()) -> list[SampleClip]:
-    """Write the sample dataset into ``out_dir`` and return what each clip holds."""
+    """Write the sample dataset into ``out_dir`` and return what each clip holds.
+
+    ``out_dir`` must be absent or an empty folder: writing into an existing dataset would
+    replace its coding sheet and mix the sample's frames into its clips.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        what = "a folder that is not empty" if out_dir.is_dir() else "not a folder"
+        raise SampleTargetError(f"{out_dir}: is {what}; the sample is written only into a "
+                                "new or empty folder (remove it or choose another)")
     rng = np.random.default_rng(config.seed)
     source = _source_photo()
     landmarks = source_landmarks(source)
-    out_dir = Path(out_dir)
     clips: list[SampleClip] = []
     grid = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
     for s in range(1, config.subjects + 1):

@@ -79,7 +79,8 @@ def _failed(error: ClipError) -> dict:
 def _align(clip_id: str, record: dict, path: Path,
            config: faces.FacesConfig) -> tuple[np.ndarray, dict]:
     models = _models(config.min_confidence)
-    stream = iter_frames(clip_id, record["kind"], path, record["frames"])
+    stream = iter_frames(clip_id, record["kind"], path, record["frames"],
+                         config.max_frame_pixels)
     onset_bgr = next(stream)
     onset = cv2.cvtColor(onset_bgr, cv2.COLOR_BGR2RGB)  # MediaPipe wants RGB
     if min(onset.shape[:2]) < faces.MIN_SIDE:

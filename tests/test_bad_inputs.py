@@ -164,4 +164,5 @@ def test_video_with_no_frames_and_a_row_outside_the_folder(tmp_path: Path) -> No
     problems = (tmp_path / "out" / "problems.csv").read_text()
     assert ",no_frames,excluded," in problems and "empty" in problems
     assert ",row_without_video,excluded," in problems and "outside" in problems
-    assert counts["clips_ok"] == 1 and [c.clip_id for c in scan.clips] == ["empty", "ok"]
+    assert 'empty,p1,no_frames,excluded,"sheet row 2: empty.mp4: no frame decodes' in problems
+    assert counts["clips_ok"] == 1 and [c.clip_id for c in scan.clips] == ["ok"]

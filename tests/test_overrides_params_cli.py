@@ -64,12 +64,15 @@ def test_params_sections(tmp_path: Path) -> None:
     path.write_text("sample:\n  seed: three\n")
     with pytest.raises(ParamsError, match="seed must be int"):
         load_section(SampleConfig, path, "sample")
-    assert load_section(ManifestConfig, tmp_path / "absent.yaml", "manifest") == ManifestConfig()
+    assert load_section(ManifestConfig, None, "manifest") == ManifestConfig()
+    with pytest.raises(ParamsError, match=r"absent\.yaml: params file not found"):
+        load_section(ManifestConfig, tmp_path / "absent.yaml", "manifest")
 
 
 def test_manifest_command(dataset: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    params = tmp_path / "none.yaml"
+    params = tmp_path / "empty.yaml"
+    params.write_text("")
     ok = runner.invoke(main, ["manifest", "casme2", str(dataset), str(tmp_path / "out"),
                               "--params", str(params)])
     assert ok.exit_code == 0, ok.output
@@ -82,7 +85,9 @@ def test_manifest_command(dataset: Path, tmp_path: Path) -> None:
     none = runner.invoke(main, ["manifest", "casme2", str(dataset), str(tmp_path / "out2"),
                                 "--params", str(params)])
     assert none.exit_code == 1
-    assert "no usable clip" in none.output
+    assert "no usable casme2 clip of 1 found (onset_after_offset x1)" in none.output
+    assert str(dataset) in none.output and "Traceback" not in none.output
+    assert not (tmp_path / "out2" / "manifest.csv").exists()
     assert "onset_after_offset" in (tmp_path / "out2" / "report.md").read_text()
 
     wrong = tmp_path / "wrong.xlsx"

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import dask
@@ -15,9 +16,11 @@ import fakes
 import faults
 import numpy as np
 import pytest
+from mesti.datasets_manifest.manifest import read_manifest, write_manifest
 from mesti.pipeline.faces import FacesConfig
 from mesti.pipeline.reader import StoreError, open_store
 from mesti.pipeline.run import (
+    ClusterError,
     ClusterOptions,
     StageFailed,
     StageOutputs,
@@ -71,13 +74,11 @@ def test_killed_worker_is_retried_and_a_killer_clip_quarantined(tmp_path: Path) 
 
 
 def test_failure_bound_fails_the_stage_after_writing(dataset: Path, tmp_path: Path) -> None:
-    manifest = dataset / "manifest" / "manifest.csv"
-    rows = manifest.read_text().splitlines()
+    records = read_manifest(dataset / "manifest" / "manifest.csv")
     broken = tmp_path / "manifest.csv"
     # two of nine clips point at a folder that does not exist
-    edited = [rows[0]] + [r.replace("sub01/", "sub99/", 1) if i < 2 else r
-                          for i, r in enumerate(rows[1:])]
-    broken.write_text("\n".join(edited) + "\n")
+    write_manifest([replace(r, source=r.source.replace("sub01/", "sub99/", 1)) if i < 2 else r
+                    for i, r in enumerate(records)], broken)
     outputs = StageOutputs(tmp_path / "m.json", tmp_path / "f.csv", max_failure_fraction=0.1)
     with pytest.raises(StageFailed, match="2 of 9 clips failed"):
         run_faces(broken, tmp_path / "faces.zarr", FacesConfig(), SERIAL, outputs)
@@ -90,8 +91,10 @@ def test_failure_bound_fails_the_stage_after_writing(dataset: Path, tmp_path: Pa
 
 def test_run_killed_mid_stage_resumes(dataset: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "faces.zarr"
+    (tmp_path / "defaults.yaml").write_text("")
     command = [str(BIN / "mesti"), "faces", str(dataset / "manifest" / "manifest.csv"),
-               str(out), "--workers", "0", "--no-progress", "--params", str(tmp_path / "none")]
+               str(out), "--workers", "0", "--no-progress", "--params",
+               str(tmp_path / "defaults.yaml")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -174,5 +177,5 @@ def test_jobqueue_script_comes_from_dask_config() -> None:
     assert "#SBATCH -p short" in script and "#SBATCH -t 02:00:00" in script
     assert "--nthreads 2" in script or "--nworkers" in script
     assert "tcp://127.0.0.1:" in script
-    with pytest.raises(ValueError, match="unknown job queue"):
+    with pytest.raises(ClusterError, match="unknown job queue"):
         jobqueue_cluster("nonesuch")

@@ -144,7 +144,8 @@ def test_failed_clip_is_reported_and_the_rest_complete(sample: Path) -> None:
     faceless = replace(records[0], subject="sub09", clip_id="sub09_EP01_01f",
                        source="sub09/EP01_01f", frames=[f"img{n}.jpg" for n in range(1, 6)],
                        frame_numbers=list(range(1, 6)), onset=1, apex=3, offset=5)
-    broken = replace(records[1], clip_id="sub01_missing", frames=["img999999.jpg"] * 3)
+    broken = replace(records[1], clip_id="sub01_missing", frames=["img999999.jpg"] * 3,
+                     frame_numbers=[999999] * 3)
     folder = sample / "with-failures"
     folder.mkdir(exist_ok=True)
     write_manifest([records[0], faceless, broken], folder / "manifest.csv")

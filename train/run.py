@@ -61,10 +61,19 @@ class TrainConfig:
             "selection": self.selection in ("last", "validation"),
             "device": self.device in ("auto", "cpu", "cuda"),
             "on_bad_clip": self.on_bad_clip in ("skip", "stop"),
+            "input_size >= 16": self.input_size >= 16,
+            "epochs >= 1": self.epochs >= 1,
+            "batch_size >= 1": self.batch_size >= 1,
+            "lr > 0": self.lr > 0,
+            "weight_decay >= 0": self.weight_decay >= 0,
+            "gamma >= 0": self.gamma >= 0,
+            "0 < validation_fraction < 1": 0 < self.validation_fraction < 1,
+            "0 < holdout_fraction < 1": 0 < self.holdout_fraction < 1,
+            "figure_clips >= 0": self.figure_clips >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid train settings: {', '.join(bad)} ({self})")
+            raise ValueError(f"invalid train settings: {', '.join(bad)} must hold")
 
 
 def run_training(stores: list[str], out: Path, config: TrainConfig,
