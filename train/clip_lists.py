@@ -192,3 +192,13 @@ def why_missing(stores: list[str], missing: list[ListedClip]) -> dict[tuple[str,
                              f"excluded by the manifest ({row.get('code')}: {row.get('detail')})")
     return {r.key: found.get(r.key, "absent: in no store, failure table or manifest report")
             for r in missing}
+
+
+if __name__ == "__main__":  # python -m mesti.train.clip_lists: the counts README quotes
+    for list_name in EXPECTED:
+        listed = load_list(list_name)
+        print(f"{list_name}: {len(listed)} clips, "
+              f"{len({(r.dataset, r.subject) for r in listed})} subjects")
+        for name, (clips, people, per_class) in counts(
+                [(r.dataset, r.subject, r.label) for r in listed]).items():
+            print(f"  {name}: {clips} clips, {people} subjects, {per_class}")
