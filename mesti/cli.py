@@ -304,6 +304,31 @@ def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tupl
                                                    "folds", "seconds")}, indent=2))
 
 
+@main.command()
+@click.argument("stores", nargs=-1, required=True)
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the predictions [default: RUN_DIR/predictions.repro.csv].")
+def predict(stores: tuple[str, ...], run_dir: Path, out_csv: Path | None) -> None:
+    """Recompute a run's test predictions on CPU from its saved per-fold weights.
+
+    STORES are the run's modality stores; RUN_DIR is a single-seed run folder (one seed_N
+    folder of a several-seed run). Says whether the result equals RUN_DIR/predictions.csv
+    byte for byte.
+    """
+    from mesti.train.predict import predict_run
+
+    out_csv = out_csv or run_dir / "predictions.repro.csv"
+    try:
+        count = predict_run(list(stores), run_dir, out_csv)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    original = run_dir / "predictions.csv"
+    same = original.is_file() and original.read_bytes() == out_csv.read_bytes()
+    click.echo(f"{count} predictions written to {out_csv}; "
+               f"{'identical to' if same else 'DIFFERENT from'} {original}")
+
+
 def _config(cls, params: Path, section: str):
     """A stage's config from ``--params`` (which must exist when given); without it from
     ./params.yaml, or the defaults (said once per command on stderr) where there is none."""

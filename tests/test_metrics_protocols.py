@@ -59,3 +59,19 @@ def test_cross_dataset() -> None:
     assert fold.train.tolist() == [0, 1, 2, 3] and fold.test.tolist() == [4, 5, 6]
     with pytest.raises(ValueError, match="needs clips of both"):
         protocols.cross(datasets, "casme2", "casme3")
+
+
+def test_lodo_and_empty_training_folds() -> None:
+    datasets = np.array(["casme2"] * 3 + ["samm"] * 2 + ["smic"] * 4)
+    folds = protocols.lodo(datasets)
+    assert [f.name for f in folds] == ["lodo:casme2", "lodo:samm", "lodo:smic"]
+    for fold in folds:
+        name = fold.name.split(":")[1]
+        assert set(datasets[fold.test]) == {name} and name not in set(datasets[fold.train])
+        assert len(fold.train) + len(fold.test) == len(datasets)
+    with pytest.raises(ValueError, match="fold casme2/s1 has no training clip"):
+        protocols.loso(np.array(["casme2/s1"] * 4))
+    with pytest.raises(ValueError, match="fold lodo:smic has no training clip"):
+        protocols.lodo(np.array(["smic"] * 4))
+    assert protocols.evaluation_kind("holdout") == "subject-dependent"
+    assert protocols.evaluation_kind("loso") == "subject-independent"

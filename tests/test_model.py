@@ -4,6 +4,7 @@ import pytest
 import torch
 from mesti.train.models.meganet import (
     CBAM,
+    INPUT_ATTENTION,
     VARIANTS,
     GradientAttention,
     SelfAttention,
@@ -12,22 +13,31 @@ from mesti.train.models.meganet import (
 )
 from torch import nn
 
-EXPECTED_INPUT = {"meganet_no_gradient_attention": nn.Identity, "meganet_se": SqueezeExcitation,
-                  "meganet_cbam": CBAM}
-EXPECTED_BLOCKS = {"meganet_2_blocks": 2, "meganet_4_blocks": 4}
+DEFAULTS = {"input_attention": "gradient", "residual": True, "self_attention": True,
+            "blocks": 3, "attention_position": "input"}
+
+# The paper's Table 6, row by row: (gradient attention, residual, self-attention).
+TABLE_6 = {"ablation_residual_only": ("none", True, False),
+           "ablation_self_attention_only": ("none", False, True),
+           "ablation_residual_self_attention": ("none", True, True),
+           "ablation_gradient_attention_only": ("gradient", False, False),
+           "meganet": ("gradient", True, True)}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_variant_structure_forward_backward(variant: str) -> None:
     torch.manual_seed(0)
     model = build(variant, num_classes=5)
-    assert isinstance(model.input_attention, EXPECTED_INPUT.get(variant, GradientAttention))
-    assert len(model.blocks) == EXPECTED_BLOCKS.get(variant, 3)
+    switches = {**DEFAULTS, **VARIANTS[variant]}
+    expected = nn.Identity if switches["input_attention"] == "none" else \
+        INPUT_ATTENTION[switches["input_attention"]]
+    assert type(model.input_attention) is expected
+    assert model.attention_position == switches["attention_position"]
+    assert len(model.blocks) == switches["blocks"]
     attention = [isinstance(b.attention, SelfAttention) for b in model.blocks]
-    assert all(attention) == (variant != "meganet_no_self_attention") and (
-        any(attention) == (variant != "meganet_no_self_attention"))
+    assert attention == [switches["self_attention"]] * len(model.blocks)
     shortcuts = [b.shortcut is not None for b in model.blocks]
-    assert all(shortcuts) == (variant != "meganet_no_residual")
+    assert shortcuts == [switches["residual"]] * len(model.blocks)
     assert model.head.out_features == 5
     assert model.num_features == 64 * 2 ** (len(model.blocks) - 1)
 
@@ -64,3 +74,49 @@ def test_self_attention_starts_as_identity() -> None:
 def test_unknown_variant() -> None:
     with pytest.raises(ValueError, match="unknown variant"):
         build("resnet")
+
+
+def test_table_6_rows_are_presets() -> None:
+    for variant, (gradient, residual, self_attention) in TABLE_6.items():
+        model = build(variant)
+        assert isinstance(model.input_attention, GradientAttention) == (gradient == "gradient")
+        assert all((b.shortcut is not None) == residual for b in model.blocks)
+        assert all(isinstance(b.attention, SelfAttention) == self_attention
+                   for b in model.blocks)
+
+
+def _outputs(**switches) -> tuple[int, torch.Tensor]:
+    torch.manual_seed(0)
+    model = build("meganet", **switches).eval()
+    for module in model.modules():  # SAGAN's gate starts at 0: open it so it counts
+        if isinstance(module, SelfAttention):
+            module.gamma.data.fill_(0.5)
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        return sum(p.numel() for p in model.parameters()), model(x)
+
+
+@pytest.mark.parametrize("switch", [{"input_attention": "none"}, {"residual": False},
+                                    {"self_attention": False}, {"blocks": 2},
+                                    {"input_attention": "se", "attention_position": "stem"}])
+def test_every_switch_changes_the_computation(switch: dict) -> None:
+    full_count, full = _outputs()
+    count, out = _outputs(**switch)
+    assert count != full_count
+    assert not torch.allclose(out, full)
+
+
+def test_se_and_cbam_after_the_stem() -> None:
+    for kind, cls in (("se", SqueezeExcitation), ("cbam", CBAM)):
+        on_input = build("meganet", input_attention=kind)
+        after_stem = build("meganet", input_attention=kind, attention_position="stem")
+        assert isinstance(after_stem.input_attention, cls)
+        assert next(on_input.input_attention.parameters()).shape == (1, 3)  # hidden width 1
+        first = next(after_stem.input_attention.parameters())
+        assert first.shape[1] == 64  # it sees the stem's 64 feature maps, not 3 channels
+        after_stem(torch.randn(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="attention_position"):
+        build("meganet", attention_position="head")
+    with pytest.raises(ValueError, match="unknown MEGANet switches"):
+        build("meganet", gradient=True)

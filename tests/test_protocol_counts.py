@@ -90,3 +90,36 @@ def test_published_counts_and_composite(tmp_path: Path) -> None:
     composite = [r for r in megc + s_records + h_records if r.label3]
     assert len(composite) == 442
     assert len({(r.dataset, r.subject) for r in composite}) == 68
+
+
+# ------------------------------------------------------------ the shipped protocol lists
+
+def test_megc2019_list_counts_per_dataset_class_and_subject() -> None:
+    from mesti.train import clip_lists
+
+    rows = clip_lists.load_list("megc2019")
+    assert len(rows) == 442
+    assert len({(r.dataset, r.subject) for r in rows}) == 68
+    assert clip_lists.counts([(r.dataset, r.subject, r.label) for r in rows]) == {
+        "casme2": (145, 24, {"negative": 88, "positive": 32, "surprise": 25}),
+        "samm": (133, 28, {"negative": 92, "positive": 26, "surprise": 15}),
+        "smic": (164, 16, {"negative": 70, "positive": 51, "surprise": 43})}
+    keys = {r.key for r in rows}
+    # the two disgust clips the mapping keeps and the list drops; apex == offset stays in
+    assert ("casme2", "sub04_EP12_01f") not in keys and ("casme2", "sub05_EP09_05f") not in keys
+    assert {("casme2", "sub12_EP09_06"), ("casme2", "sub25_EP18_04f")} <= keys
+    everything = clip_lists.load_list("casme2_3class_all")
+    assert len(everything) == 147
+    assert {r.key for r in everything} - keys == {("casme2", "sub04_EP12_01f"),
+                                                  ("casme2", "sub05_EP09_05f")}
+
+
+def test_store_and_list_namings_meet() -> None:
+    from mesti.train.clip_lists import clip_key
+
+    assert clip_key("casme2", "sub01", "EP02_01f") == clip_key("casme2", "sub01",
+                                                               "sub01_EP02_01f")
+    assert clip_key("samm", "006", "006_1_2") == clip_key("samm", "6", "006_1_2")
+    assert clip_key("smic", "s01", "s01_sur_01") == clip_key("smic", "s1", "s1_su_01") == \
+        clip_key("smic", "s1", "s1_sur_01")
+    assert clip_key("smic", "s01", "s01_ne_01") != clip_key("smic", "s1", "s1_po_01")

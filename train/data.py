@@ -86,16 +86,71 @@ def to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
     return x.contiguous()
 
 
+ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
+EXPANSION = 2 * len(ANGLES)  # ``expand``: every flip (none, horizontal) times every angle
+
+
 def augment(x: torch.Tensor, generator: torch.Generator,
-            angles: tuple[float, ...] = (-10.0, -5.0, 0.0, 5.0, 10.0)) -> torch.Tensor:
+            angles: tuple[float, ...] = ANGLES) -> torch.Tensor:
     """Random horizontal flip and a rotation drawn from ``angles`` (degrees), per image."""
     n = x.shape[0]
     flip = torch.rand(n, generator=generator) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     choice = torch.randint(len(angles), (n,), generator=generator)
-    theta = torch.deg2rad(torch.tensor(angles, dtype=x.dtype)[choice])
+    return rotate(x, torch.tensor(angles, dtype=x.dtype)[choice])
+
+
+def expand(x: torch.Tensor, angles: tuple[float, ...] = ANGLES) -> torch.Tensor:
+    """The offline expanded set: each image unflipped and flipped, each rotated by every
+    angle (0, +-5, +-10 degrees): ``2 * len(angles)`` copies, copy-major (image i of copy k
+    at ``k * N + i``)."""
+    copies = []
+    for image in (x, x.flip(-1)):
+        for angle in angles:
+            copies.append(rotate(image, torch.full((len(x),), angle, dtype=x.dtype)))
+    return torch.cat(copies)
+
+
+def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Each image rotated about its centre by its angle, borders repeated."""
+    theta = torch.deg2rad(degrees)
     cos, sin = torch.cos(theta), torch.sin(theta)
     zero = torch.zeros_like(cos)
     matrix = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(matrix, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+LABEL_MAPPINGS = ("none", "union", "shared")
+
+
+def cross_dataset_labels(table: ClipTable, label_set: int, mapping: str) -> ClipTable:
+    """The table with one label vocabulary across datasets, or a refusal.
+
+    Three classes are common to every dataset. Five classes are not: CASME II has disgust,
+    happiness, others, repression, surprise; SAMM anger, contempt, happiness, other, surprise.
+    Pooling them as they stand would silently make an 8-class problem, so more than one
+    dataset needs a mapping named: ``union`` (others and other merged, every emotion kept:
+    7 classes) or ``shared`` (others and other merged, only the emotions every dataset has).
+    """
+    if mapping not in LABEL_MAPPINGS:
+        raise ValueError(f"label_mapping must be one of {LABEL_MAPPINGS}, got {mapping!r}")
+    datasets = sorted(set(table.datasets.tolist()))
+    if label_set == 3 or len(datasets) == 1:
+        return table
+    names = np.array([table.classes[i] for i in table.labels], dtype=object)
+    if mapping == "none":
+        sets = {d: sorted(set(names[table.datasets == d])) for d in datasets}
+        raise ValueError(
+            f"5 classes across datasets {datasets} would pool different emotion sets {sets} "
+            f"into {len(table.classes)} classes; name a cross-dataset mapping "
+            f"(train.label_mapping: union | shared) or use labels: 3")
+    names = np.where(names == "others", "other", names)
+    keep = np.ones(len(names), bool)
+    if mapping == "shared":
+        common = set.intersection(*(set(names[table.datasets == d]) for d in datasets))
+        keep = np.array([n in common for n in names])
+    classes = sorted(set(names[keep]))
+    return ClipTable(table.images[keep], np.array([classes.index(n) for n in names[keep]]),
+                     classes, table.clip_ids[keep], table.subjects[keep], table.datasets[keep],
+                     table.skipped)

@@ -37,8 +37,12 @@ def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size:
 def train_fold(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: np.ndarray,
                validation: np.ndarray, *, epochs: int, batch_size: int, lr: float,
                weight_decay: float, gamma: float, seed: int, device: torch.device,
-               channels_last: bool, log: Callable[[dict], None]) -> nn.Module:
+               channels_last: bool, log: Callable[[dict], None],
+               online_augment: bool = True) -> nn.Module:
     """Train on ``train``; keep the last epoch's model, or the best on ``validation``.
+
+    ``online_augment`` draws a random flip and rotation per image and batch; switch it off
+    when ``train`` already indexes an offline expanded set.
 
     The test fold never reaches this function, so it cannot pick the model.
     """
@@ -58,7 +62,7 @@ def train_fold(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: np.nda
             index = order[start:start + batch_size]
             if len(index) < 2:  # batch norm needs two samples
                 continue
-            batch = augment(x[index], generator).to(device)
+            batch = (augment(x[index], generator) if online_augment else x[index]).to(device)
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             target = y[index].to(device)

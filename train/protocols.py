@@ -3,8 +3,14 @@
 - ``loso``: leave one subject out; a subject is (dataset, subject), so a composite of
   several datasets never merges two datasets' "sub01". Every subject is tested exactly once.
 - ``holdout``: one stratified split (90/10 by default) with a seed, as in the paper's
-  input comparison.
+  input comparison (its Experiment 01). It splits clips, not subjects: a subject's clips can
+  sit on both sides, so its figures are **subject-dependent** and not comparable with LOSO.
 - ``cross``: train on one dataset, test on another.
+- ``lodo``: leave one dataset out (as MEB offers): one fold per dataset, trained on all the
+  others.
+
+Every fold must train on at least one clip: a fold without one (LOSO on a single subject,
+LODO on a single dataset) is an error naming it, never a run that trains on nothing.
 
 Validation subjects, when asked for, are carved from a fold's training subjects only.
 """
@@ -24,10 +30,37 @@ class Fold:
     validation: np.ndarray   # empty unless a validation split was asked for
 
 
+# Whether a protocol's test clips come from subjects its training never saw.
+SUBJECT_INDEPENDENT = {"loso": True, "lodo": True, "cross": True, "holdout": False}
+
+
+def evaluation_kind(protocol: str) -> str:
+    """'subject-independent' or 'subject-dependent', as written into a run's outputs."""
+    return "subject-independent" if SUBJECT_INDEPENDENT[protocol] else "subject-dependent"
+
+
 def loso(subjects: np.ndarray) -> list[Fold]:
     empty = np.array([], np.int64)
-    return [Fold(str(s), np.flatnonzero(subjects != s), np.flatnonzero(subjects == s), empty)
-            for s in sorted(set(subjects))]
+    return require_training([
+        Fold(str(s), np.flatnonzero(subjects != s), np.flatnonzero(subjects == s), empty)
+        for s in sorted(set(subjects))])
+
+
+def lodo(datasets: np.ndarray) -> list[Fold]:
+    """One fold per dataset: test on it, train on every other dataset."""
+    empty = np.array([], np.int64)
+    return require_training([
+        Fold(f"lodo:{d}", np.flatnonzero(datasets != d), np.flatnonzero(datasets == d), empty)
+        for d in sorted(set(datasets))])
+
+
+def require_training(folds: list[Fold]) -> list[Fold]:
+    """The folds, unless one has no training clip (a protocol run on too little data)."""
+    for fold in folds:
+        if not len(fold.train):
+            raise ValueError(f"fold {fold.name} has no training clip: every clip belongs to "
+                             f"its test side (one subject, or one dataset, in the stores)")
+    return folds
 
 
 def holdout(labels: np.ndarray, test_fraction: float, seed: int) -> list[Fold]:
@@ -40,7 +73,7 @@ def holdout(labels: np.ndarray, test_fraction: float, seed: int) -> list[Fold]:
             test.extend(members[: max(1, round(test_fraction * len(members)))])
     test_idx = np.array(sorted(test), np.int64)
     train = np.setdiff1d(np.arange(len(labels)), test_idx)
-    return [Fold("holdout", train, test_idx, np.array([], np.int64))]
+    return require_training([Fold("holdout", train, test_idx, np.array([], np.int64))])
 
 
 def cross(datasets: np.ndarray, train_on: str, test_on: str) -> list[Fold]:

@@ -5,37 +5,49 @@ Everything lands in one run folder: ``metrics.json`` (for ``dvc metrics show``),
 ``epochs.csv`` (per-epoch loss and accuracy, for ``dvc plots show``), ``folds.csv``,
 ``predictions.csv`` (dataset, clip, subject, fold, truth, prediction, probabilities),
 ``confusion.png`` and ``attention.png`` (a few clips' input beside their
-gradient-attention maps).
+gradient-attention maps), ``report.md`` (pooled and per-dataset figures) and
+``weights/`` (each fold's state_dict, for ``mesti predict``). With several seeds each seed
+gets its own such folder (``seed_N/``) and the run folder holds their mean and spread.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from . import protocols
-from .data import ClipTable, load_clips, to_tensor
+from . import clip_lists, protocols, report
+from .data import (
+    EXPANSION,
+    LABEL_MAPPINGS,
+    ClipTable,
+    cross_dataset_labels,
+    expand,
+    load_clips,
+    to_tensor,
+)
+from .determinism import deterministic
 from .loop import predict, train_fold
 from .metrics import confusion, scores
-from .models.meganet import VARIANTS, GradientAttention, build
+from .models.meganet import SWITCHES, VARIANTS, GradientAttention, build
+from .predict import save_fold
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Knobs of the train stage (params.yaml section ``train``)."""
 
-    protocol: str = "loso"            # loso | holdout | cross
+    protocol: str = "loso"            # loso | lodo | holdout (subject-dependent) | cross
     labels: int = 3                   # 3 or 5 classes
     modality: str = "mesti"           # any image of the store: mesti, dynamic_raw, apex_frame...
     variant: str = "meganet"          # a name of train.model.VARIANTS (the ablations)
+    model: dict = field(default_factory=dict)  # MEGANet switches set on top of the variant
     input_size: int = 112             # measured knee of CPU step time; see README
     epochs: int = 50
     batch_size: int = 16
@@ -43,6 +55,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     gamma: float = 2.0                # focal loss
     seed: int = 0
+    seeds: tuple[int, ...] = ()       # several seeds in one run (mean and std); empty: seed
+    clip_list: str = "none"           # none | megc2019 | casme2_3class_all (train/lists/)
+    label_mapping: str = "none"       # 5 classes across datasets: none (refused) | union | shared
+    augment: str = "online"           # online (a random draw per batch) | expand (offline, x10)
+    deterministic: bool = True        # cuDNN and PyTorch deterministic kernels on CUDA
+    save_weights: bool = True         # weights/fold_NNN.pt per fold, for mesti predict
     selection: str = "last"           # last | validation (carved from training subjects)
     validation_fraction: float = 0.15
     holdout_fraction: float = 0.1
@@ -54,10 +72,18 @@ class TrainConfig:
     on_bad_clip: str = "skip"         # a listed clip that cannot be read: skip (and name) | stop
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "model", dict(self.model))
         checks = {
-            "protocol": self.protocol in ("loso", "holdout", "cross"),
+            "protocol": self.protocol in protocols.SUBJECT_INDEPENDENT,
             "labels": self.labels in (3, 5),
             "variant": self.variant in VARIANTS,
+            "model": set(self.model) <= set(SWITCHES),
+            "seeds": all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
+            and len(set(self.seeds)) == len(self.seeds),
+            "clip_list": self.clip_list in clip_lists.NAMES,
+            "label_mapping": self.label_mapping in LABEL_MAPPINGS,
+            "augment": self.augment in ("online", "expand"),
             "selection": self.selection in ("last", "validation"),
             "device": self.device in ("auto", "cpu", "cuda"),
             "on_bad_clip": self.on_bad_clip in ("skip", "stop"),
@@ -78,18 +104,61 @@ class TrainConfig:
 
 def run_training(stores: list[str], out: Path, config: TrainConfig,
                  progress: bool = True) -> dict:
-    """Train and evaluate under ``config.protocol``; write the run folder; return metrics."""
+    """Train and evaluate under ``config.protocol``, once per seed; write the run folder;
+    return metrics (over several seeds: their means, with ``std`` and ``per_seed``)."""
+    if len(config.seeds) <= 1:
+        seed = config.seeds[0] if config.seeds else config.seed
+        return _train_once(stores, out, replace(config, seed=seed), progress)
+    runs = [_train_once(stores, out / f"seed_{s}", replace(config, seed=s, seeds=()),
+                        progress) for s in config.seeds]
+    metrics = report.aggregate_seeds(runs, list(config.seeds))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(
+        {"config": asdict(config), "stores": [str(s) for s in stores],
+         "seed_runs": [f"seed_{s}" for s in config.seeds]}, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "report.md").write_text(report.markdown(metrics, f"{config.variant} on "
+                                                   f"{', '.join(map(str, stores))}"))
+    return metrics
+
+
+def prepare_table(stores: list[str], config: TrainConfig) -> ClipTable:
+    """The clips a run evaluates on: the stores' labelled clips, one label vocabulary
+    across datasets, restricted to the named clip list (exactly, or an error)."""
+    loaded = load_clips(stores, config.modality, config.labels, config.on_bad_clip)
+    table = cross_dataset_labels(loaded, config.labels, config.label_mapping)
+    if config.clip_list == "none":
+        return table
+    if config.labels != 3:
+        raise ValueError(f"clip list {config.clip_list} is a 3-class protocol; labels is "
+                         f"{config.labels}")
+    keep = clip_lists.select(
+        config.clip_list, table.datasets, np.array([s.split("/", 1)[1] for s in table.subjects]),
+        table.clip_ids, [table.classes[i] for i in table.labels], stores)
+    return ClipTable(table.images[keep], table.labels[keep], table.classes,
+                     table.clip_ids[keep], table.subjects[keep], table.datasets[keep],
+                     table.skipped)
+
+
+def _train_once(stores: list[str], out: Path, config: TrainConfig, progress: bool) -> dict:
+    """One seed's run folder."""
+    with deterministic(config.deterministic) as determinism:
+        return _train_seed(stores, out, config, progress, determinism)
+
+
+def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: bool,
+                determinism: dict) -> dict:
     started = time.perf_counter()
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
                           else "cpu" if config.device == "auto" else config.device)
-    table = load_clips(stores, config.modality, config.labels, config.on_bad_clip)
+    table = prepare_table(stores, config)
     folds = _folds(table, config)
     x = to_tensor(table.images, config.input_size)
     y = torch.from_numpy(table.labels)
     out.mkdir(parents=True, exist_ok=True)
     probabilities = np.zeros((len(table.labels), len(table.classes)))
     fold_of = np.full(len(table.labels), "", dtype=object)
-    epochs, fold_rows, maps = [], [], []
+    epochs, fold_rows, maps, weights = [], [], [], []
     for number, fold in enumerate(folds):
         name = fold.name
 
@@ -100,13 +169,16 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
                       f"accuracy {row['accuracy']:.3f}", flush=True)
 
         model, p = fit_fold(config, x, y, fold, number, len(table.classes), device, log)
+        if config.save_weights:
+            save_fold(out, number, name, model, [(table.datasets[i], table.clip_ids[i])
+                                                 for i in fold.test], weights)
         probabilities[fold.test] = p
         fold_of[fold.test] = name
         fold_scores = scores(table.labels[fold.test], p.argmax(1), len(table.classes))
         fold_rows.append({"fold": name, "train": len(fold.train), "validation":
                           len(fold.validation), "test": len(fold.test), **fold_scores})
-        if len(maps) < config.figure_clips and isinstance(model.input_attention,
-                                                          GradientAttention):
+        if len(maps) < config.figure_clips and model.attention_position == "input" and \
+                isinstance(model.input_attention, GradientAttention):
             maps += _attention_maps(model, x, table, fold.test, device,
                                     config.figure_clips - len(maps))
     tested = fold_of != ""
@@ -118,9 +190,24 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
                                len(table.classes)).tolist(),
         "device": str(device), "seconds": round(time.perf_counter() - started, 1),
         "skipped_clips": table.skipped,
+        "protocol": config.protocol, "evaluation": protocols.evaluation_kind(config.protocol),
+        "clip_list": config.clip_list, "augment": config.augment, "seed": config.seed,
     }
+    if len(set(table.datasets[tested].tolist())) > 1:
+        metrics["per_dataset"] = report.per_dataset(table.datasets[tested],
+                                                    table.labels[tested], predicted[tested],
+                                                    table.classes)
     (out / "config.json").write_text(json.dumps(
-        {"config": asdict(config), "stores": [str(s) for s in stores]}, indent=2) + "\n")
+        {"config": asdict(config), "stores": [str(s) for s in stores],
+         "evaluation": protocols.evaluation_kind(config.protocol),
+         "clip_list": {"name": config.clip_list, "counts": clip_lists.counts(
+             [(d, s, table.classes[k]) for d, s, k in zip(table.datasets, table.subjects,
+                                                           table.labels, strict=True)])},
+         "augment": {"mode": config.augment,
+                     "copies_per_clip": EXPANSION if config.augment == "expand" else 1},
+         "determinism": determinism}, indent=2) + "\n")
+    (out / "report.md").write_text(report.markdown(metrics, f"{config.variant} on "
+                                                   f"{', '.join(map(str, stores))}"))
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
     return metrics
 
@@ -130,11 +217,17 @@ def fit_fold(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, fold: protoc
              log: Callable[[dict], None]) -> tuple[torch.nn.Module, np.ndarray]:
     """Train fold ``number`` from seeded initial weights; its test clips' probabilities."""
     torch.manual_seed(config.seed + number)  # the initial weights too, not only the batches
-    model = train_fold(build(config.variant, n_classes), x, y, fold.train, fold.validation,
-                       epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                       weight_decay=config.weight_decay, gamma=config.gamma,
+    train = fold.train
+    if config.augment == "expand":  # the expanded copies of the training clips, appended
+        x = torch.cat([x, expand(x[fold.train])])
+        y = torch.cat([y, y[fold.train].repeat(EXPANSION)])
+        train = np.arange(len(y) - EXPANSION * len(fold.train), len(y))
+    model = train_fold(build(config.variant, n_classes, **config.model), x, y, train,
+                       fold.validation, epochs=config.epochs, batch_size=config.batch_size,
+                       lr=config.lr, weight_decay=config.weight_decay, gamma=config.gamma,
                        seed=config.seed + number, device=device,
-                       channels_last=config.channels_last, log=log)
+                       channels_last=config.channels_last, log=log,
+                       online_augment=config.augment == "online")
     return model, predict(model, x[fold.test], device, config.batch_size, config.channels_last)
 
 
@@ -157,6 +250,8 @@ def compare_modalities(stores: list[str], out: Path, config: TrainConfig,
 def _folds(table: ClipTable, config: TrainConfig) -> list[protocols.Fold]:
     if config.protocol == "loso":
         folds = protocols.loso(table.subjects)
+    elif config.protocol == "lodo":
+        folds = protocols.lodo(table.datasets)
     elif config.protocol == "holdout":
         folds = protocols.holdout(table.labels, config.holdout_fraction, config.seed)
     else:
@@ -181,28 +276,16 @@ def _write_outputs(out: Path, table: ClipTable, fold_of, probabilities, epochs, 
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _csv(out / "epochs.csv", epochs)
     _csv(out / "folds.csv", fold_rows)
-    rows = []
-    for i in np.flatnonzero(fold_of != ""):
-        row = {"dataset": table.datasets[i], "clip_id": table.clip_ids[i],
-               "subject": table.subjects[i], "fold": fold_of[i],
-               "truth": table.classes[table.labels[i]],
-               "prediction": table.classes[int(probabilities[i].argmax())]}
-        row.update({f"p_{c}": round(float(p), 6) for c, p in zip(table.classes,
-                                                                 probabilities[i], strict=True)})
-        rows.append(row)
-    _csv(out / "predictions.csv", rows)
+    _csv(out / "predictions.csv", report.prediction_rows(
+        table.datasets, table.clip_ids, table.subjects, table.classes, table.labels, fold_of,
+        probabilities))
     cv2.imwrite(str(out / "confusion.png"), _confusion_image(metrics["confusion"],
                                                              table.classes))
     if maps:
         cv2.imwrite(str(out / "attention.png"), _attention_image(maps))
 
 
-def _csv(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as handle:
-        if rows:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+_csv = report.write_csv
 
 
 def _confusion_image(matrix: list[list[int]], classes: list[str]) -> np.ndarray:

@@ -13,6 +13,17 @@ layer. The paper does not give block widths or strides; here, as in ResNet, the 
 keeps the stem's width and each later one doubles it (64 -> 128 -> 256), every block halving
 the resolution. ``forward`` returns logits; the
 softmax lives in the loss and in prediction.
+
+The paper's ablations (its Tables 6-9) are three independent switches and a depth:
+``input_attention`` (gradient, or none; SE and CBAM for its attention comparison),
+``residual`` (the blocks' shortcuts), ``self_attention`` (the blocks' SAGAN layer) and
+``blocks``. ``VARIANTS`` names the rows as shorthands; any switch can be set on top.
+
+Where the input attention sits (``attention_position``): on the 3-channel input (``input``,
+the paper's placement, and the only one where gradient attention means image gradients), or
+after the stem on its ``stem_width`` feature maps (``stem``). On the input, SE squeezes 3
+channels through a hidden width of max(1, 3 // 16) = 1, and CBAM's channel MLP likewise: a
+near-degenerate channel gate, which is why the ``stem`` placement is offered for them.
 """
 
 from __future__ import annotations
@@ -123,19 +134,28 @@ class ResidualAttentionBlock(nn.Module):
 # ----------------------------------------------------------------------------- model
 
 INPUT_ATTENTION = {"gradient": GradientAttention, "se": SqueezeExcitation, "cbam": CBAM}
+ATTENTION_POSITIONS = ("input", "stem")
+# The switches a run may set on top of a variant (params ``train.model``).
+SWITCHES = ("input_attention", "residual", "self_attention", "blocks", "attention_position",
+            "stem_width", "dropout")
 
 
 class MEGANet(nn.Module):
     def __init__(self, num_classes: int = 3, in_channels: int = 3, blocks: int = 3,
                  input_attention: str = "gradient", self_attention: bool = True,
-                 residual: bool = True, stem_width: int = 64, dropout: float = 0.0):
+                 residual: bool = True, stem_width: int = 64, dropout: float = 0.0,
+                 attention_position: str = "input"):
         super().__init__()
         if input_attention != "none" and input_attention not in INPUT_ATTENTION:
             raise ValueError(f"input_attention must be none or one of {sorted(INPUT_ATTENTION)}")
         if not 1 <= blocks <= 5:
             raise ValueError("blocks must be between 1 and 5")
+        if attention_position not in ATTENTION_POSITIONS:
+            raise ValueError(f"attention_position must be one of {ATTENTION_POSITIONS}")
+        self.attention_position = attention_position
+        width = in_channels if attention_position == "input" else stem_width
         self.input_attention = nn.Identity() if input_attention == "none" else \
-            INPUT_ATTENTION[input_attention](in_channels)
+            INPUT_ATTENTION[input_attention](width)
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, stem_width, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_width),
             nn.ReLU(inplace=True), nn.MaxPool2d(2))
@@ -148,7 +168,9 @@ class MEGANet(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.stem(self.input_attention(x)))
+        if self.attention_position == "input":
+            return self.blocks(self.stem(self.input_attention(x)))
+        return self.blocks(self.input_attention(self.stem(x)))
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(x.mean(dim=(2, 3))))
@@ -159,8 +181,15 @@ class MEGANet(nn.Module):
 
 # --------------------------------------------------------------------------- variants
 
+NO_BLOCK_PARTS = {"residual": False, "self_attention": False}
+
 VARIANTS: dict[str, dict] = {
     "meganet": {},
+    # Table 6, one row each: the components alone and together (the full model is meganet).
+    "ablation_residual_only": {"input_attention": "none", "self_attention": False},
+    "ablation_self_attention_only": {"input_attention": "none", "residual": False},
+    "ablation_residual_self_attention": {"input_attention": "none"},
+    "ablation_gradient_attention_only": dict(NO_BLOCK_PARTS),
     "meganet_no_gradient_attention": {"input_attention": "none"},
     "meganet_se": {"input_attention": "se"},
     "meganet_cbam": {"input_attention": "cbam"},
@@ -168,6 +197,8 @@ VARIANTS: dict[str, dict] = {
     "meganet_no_residual": {"residual": False},
     "meganet_2_blocks": {"blocks": 2},
     "meganet_4_blocks": {"blocks": 4},
+    "meganet_se_after_stem": {"input_attention": "se", "attention_position": "stem"},
+    "meganet_cbam_after_stem": {"input_attention": "cbam", "attention_position": "stem"},
 }
 
 
@@ -175,4 +206,7 @@ def build(variant: str = "meganet", num_classes: int = 3, **overrides) -> MEGANe
     """A named MEGANet variant (the paper's ablations), with any argument overridden."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    unknown = sorted(set(overrides) - set(SWITCHES))
+    if unknown:
+        raise ValueError(f"unknown MEGANet switches {unknown}; known: {', '.join(SWITCHES)}")
     return MEGANet(num_classes=num_classes, **{**VARIANTS[variant], **overrides})
