@@ -1,4 +1,4 @@
-"""Orchestration: the faces and modalities stages over a Dask cluster, one task per clip.
+"""Orchestration: the faces, modalities and sequences stages over Dask, one task per clip.
 
 This is the only module that imports Dask. The client sends paths and small records, the
 workers read frames and write their clips' groups themselves, and only a short status per
@@ -26,12 +26,18 @@ from tqdm import tqdm
 from . import store
 from .faces import FacesConfig, model_checksum
 from .reader import open_store
+from .sequences import SequencesConfig, sequences_clip
 from .stages import ModalitiesConfig, faces_clip, modalities_clip
 
 # The modules whose code decides each stage's output (hashed into every clip's key).
 FACES_CODE = tuple(f"mesti.pipeline.{m}" for m in ("faces", "frames", "stages", "store"))
 MODALITIES_CODE = tuple(f"mesti.pipeline.{m}"
-                        for m in ("apex", "kernels", "weights", "stages", "store"))
+                        for m in ("apex", "kernels", "weights", "stages", "store",
+                                  "motion.active", "motion.flow", "motion.images",
+                                  "motion.magnify"))
+SEQUENCES_CODE = tuple(f"mesti.pipeline.{m}"
+                       for m in ("sequences", "faces", "store", "motion.flow",
+                                 "motion.landmarks68", "motion.sampling"))
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,35 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
     metrics["apex_policy_used"] = dict(Counter(s["apex_policy_used"] for s in statuses
                                                if "apex_policy_used" in s))
     return _report("modalities", metrics, statuses, outputs)
+
+
+def run_sequences(faces: Path, out: Path, config: SequencesConfig,
+                  cluster: ClusterOptions = ClusterOptions(),
+                  outputs: StageOutputs = StageOutputs()) -> dict:
+    """Write every clip's sampled grey frames, landmarks and flows from a faces store."""
+    started = time.perf_counter()
+    source = open_store(faces)
+    context = {"versions": store.versions("mediapipe", "opencv-contrib-python",
+                                          code=SEQUENCES_CODE),
+               "model_sha256": model_checksum()}
+    out = out.resolve()
+    store.open_for_writing(out, "sequences", {
+        "dataset": source.attrs.get("dataset", ""), "source": str(faces),
+        "params": asdict(config), **context})
+    statuses = _map(sequences_clip, source.clip_ids, cluster, "sequences", key=str,
+                    faces_path=str(Path(faces).resolve()), store_path=str(out), config=config,
+                    context=context)
+    metrics = _finish(out, source.clip_ids, statuses, started)
+    done = [s for s in statuses if s["status"] == "ok"]
+    meshes = sum(s["meshes"] for s in done)
+    flows = sum(s["flows"] for s in done)
+    metrics["mesh_ms_per_frame"] = (round(1000 * sum(s["mesh_seconds"] for s in done) / meshes,
+                                          2) if meshes else None)
+    metrics["flow_ms_per_pair"] = (round(1000 * sum(s["flow_seconds"] for s in done) / flows, 1)
+                                   if flows else None)
+    metrics["seconds_per_clip"] = (round(sum(s["seconds"] for s in done) / len(done), 3)
+                                   if done else None)
+    return _report("sequences", metrics, statuses, outputs)
 
 
 FAILURE_COLUMNS = ("clip_id", "stage", "code", "message", "attempts")

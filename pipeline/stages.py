@@ -10,7 +10,7 @@ batch goes on; any other exception is a bug and stops the run.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
 
@@ -21,6 +21,9 @@ from . import apex as apex_policy
 from . import faces, store
 from .frames import ClipError, checksum, clip_folder, iter_frames
 from .kernels import flat_tolerance, to_uint8, weighted_sum
+from .motion.flow import SCALINGS, TVL1Params
+from .motion.images import MOTION_IMAGES, FlowImages, motion_images
+from .motion.magnify import MagnifyParams, magnify
 from .reader import open_store
 from .weights import VARIANTS, weights
 
@@ -116,12 +119,32 @@ class ModalitiesConfig:
     apex_policy: str = "annotation"   # annotation | middle | estimate
     apex_fallback: str = "middle"     # where ``annotation`` finds none: middle | estimate
     apex_smoothing: int = 5           # frames averaged by the estimate
+    motion: tuple[str, ...] = ()      # motion images (pipeline/motion/images.py MOTION_IMAGES)
+    flow_size: int = 128              # side of the grey crops Dual TV-L1 runs on
+    flow_scaling: str = "minmax"      # minmax (the peers) | fixed (keeps zero and magnitude)
+    flow_bound: float = 2.0           # fixed scaling: u, v clipped at +-flow_bound pixels
+    strain_bound: float = 0.5         # fixed scaling: strain clipped at strain_bound
+    tvl1: TVL1Params = field(default_factory=TVL1Params)  # OpenCV Dual TV-L1 (its defaults)
+    magnify: bool = False             # Eulerian magnification of the frames before all else
+    magnification: MagnifyParams = field(default_factory=MagnifyParams)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variants", tuple(self.variants))
+        object.__setattr__(self, "motion", tuple(self.motion))
+        for name, kind in (("tvl1", TVL1Params), ("magnification", MagnifyParams)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                try:
+                    object.__setattr__(self, name, kind(**value))
+                except TypeError as error:
+                    raise ValueError(f"{name}: {error}") from error
         unknown = set(self.variants) - set(VARIANTS)
         if unknown or not self.variants:
             raise ValueError(f"variants must be a non-empty subset of {VARIANTS}")
+        if set(self.motion) - set(MOTION_IMAGES):
+            raise ValueError(f"motion must be a subset of {MOTION_IMAGES}")
+        if self.flow_scaling not in SCALINGS or self.flow_size < 8:
+            raise ValueError(f"flow_scaling must be one of {SCALINGS} and flow_size >= 8")
         if self.apex_policy not in apex_policy.POLICIES:
             raise ValueError(f"apex_policy must be one of {apex_policy.POLICIES}")
         if self.apex_fallback not in ("middle", "estimate"):
@@ -129,12 +152,18 @@ class ModalitiesConfig:
 
     @property
     def names(self) -> list[str]:
-        return [*self.variants, *(["apex_frame"] if self.apex_frame else [])]
+        return [*self.variants, *(["apex_frame"] if self.apex_frame else []), *self.motion]
+
+    @property
+    def flow_images(self) -> FlowImages:
+        return FlowImages(self.flow_size, self.flow_scaling, self.flow_bound, self.strain_bound,
+                          self.tvl1)
 
 
 def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: ModalitiesConfig,
                     context: dict) -> dict:
-    """MESTI, dynamic images and the apex frame of one clip of a faces store."""
+    """MESTI, dynamic images, the apex frame and motion images of one clip of a faces store."""
+    cv2.setNumThreads(1)  # one level of parallelism: Dask across clips
     started = time.perf_counter()
     source = open_store(faces_path)
     attrs = source.clip_attrs(clip_id)
@@ -148,6 +177,8 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
     except Exception as error:  # a corrupt chunk: checksum or decompression failure
         return _failed(ClipError(clip_id, "decode_error",
                                  f"faces store chunk unreadable ({type(error).__name__}: {error})"))
+    if config.magnify:
+        frames = np.clip(np.rint(magnify(frames, config.magnification)), 0, 255).astype(np.uint8)
     numbers = attrs["frame_numbers"]
     annotated = numbers.index(attrs["apex"]) if attrs["apex"] in numbers else None
     estimated = apex_policy.estimate(frames, config.apex_smoothing)
@@ -164,6 +195,10 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
         images.append(frames[apex])
         lows.append(None)
         highs.append(None)
+    for image, lo, hi in motion_images(frames, apex, config.motion, config.flow_images):
+        images.append(image)
+        lows.append(lo)
+        highs.append(hi)
     out_attrs = {**copied, "images": config.names, "lo": lows, "hi": highs,
                  "apex_index": apex, "apex_policy_used": used, "apex_estimate_index": estimated,
                  "apex_estimate_error": None if annotated is None else estimated - annotated,

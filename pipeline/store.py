@@ -99,9 +99,19 @@ def existing_key(path: Path, clip_id: str) -> str | None:
     return attrs.get("content_key") if attrs.get("status") == "ok" else None
 
 
+# zarr v3 dimension names of the faces and modality stores' arrays (xarray reads them);
+# other stores pass theirs to write_clip.
+DIMENSION_NAMES = {"frames": ("frame", "y", "x", "channel"), "landmarks": ("point", "xy"),
+                   "images": ("image", "y", "x", "channel")}
+
+
 def write_clip(path: Path, clip_id: str, arrays: dict[str, np.ndarray], attrs: dict,
-               key: str, per_image: tuple[str, ...] = (), compress: bool = True) -> None:
+               key: str, per_image: tuple[str, ...] = (), compress: bool = True,
+               dimensions: dict[str, tuple[str, ...]] | None = None) -> None:
     """Write one clip's arrays, then mark it finished with its content key.
+
+    Every array carries zarr v3 ``dimension_names``: from ``dimensions``, else from
+    DIMENSION_NAMES by the array's name; an array with neither is a programming error.
 
     Arrays named in ``per_image`` hold one image (first axis) per chunk inside one shard,
     for readers that want one image of many clips (the trainer reads one modality).
@@ -110,12 +120,16 @@ def write_clip(path: Path, clip_id: str, arrays: dict[str, np.ndarray], attrs: d
     """
     group = zarr.create_group(str(path), path=f"clips/{clip_id}", overwrite=True,
                               attributes={"status": "writing"})
+    names = {**DIMENSION_NAMES, **(dimensions or {})}
+    for name, data in arrays.items():
+        if len(names.get(name, ())) != data.ndim:
+            raise ValueError(f"{clip_id}/{name}: no dimension names for a {data.ndim}-d array")
     for name, data in arrays.items():
         chunks = (1, *data.shape[1:]) if name in per_image else data.shape
         group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
                            shards=data.shape if name in per_image else None,
                            compressors=COMPRESSED if compress else CHECKSUM_ONLY,
-                           fill_value=0)[...] = data
+                           fill_value=0, dimension_names=names[name])[...] = data
     group.update_attributes({**attrs, "content_key": key, "status": "ok"})
 
 
