@@ -24,6 +24,7 @@ from mesti.datasets_manifest.manifest import read_manifest
 from tqdm import tqdm
 
 from . import store
+from .apex import ESTIMATORS
 from .faces import FacesConfig, model_checksum
 from .reader import open_store
 from .sequences import SequencesConfig, sequences_clip
@@ -113,6 +114,12 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
     errors = [abs(s["apex_estimate_error"]) for s in statuses
               if s.get("apex_estimate_error") is not None]
     metrics["apex_estimate_mae_frames"] = round(sum(errors) / len(errors), 2) if errors else None
+    for name in ESTIMATORS:  # each apex estimator against the annotation (README, "Apex")
+        found = [abs(s["apex_estimator_errors"][name]) for s in statuses
+                 if s.get("apex_estimator_errors")]
+        metrics[f"apex_{name}_mae_frames"] = round(sum(found) / len(found), 2) if found else None
+        metrics[f"apex_{name}_within_2"] = (round(sum(e <= 2 for e in found) / len(found), 3)
+                                            if found else None)
     metrics["apex_policy_used"] = dict(Counter(s["apex_policy_used"] for s in statuses
                                                if "apex_policy_used" in s))
     return _report("modalities", metrics, statuses, outputs)

@@ -119,6 +119,7 @@ class ModalitiesConfig:
     apex_policy: str = "annotation"   # annotation | middle | estimate
     apex_fallback: str = "middle"     # where ``annotation`` finds none: middle | estimate
     apex_smoothing: int = 5           # frames averaged by the estimate
+    apex_estimator: str = "region_difference"  # apex.ESTIMATORS; chosen by its error (README)
     motion: tuple[str, ...] = ()      # motion images (pipeline/motion/images.py MOTION_IMAGES)
     flow_size: int = 128              # side of the grey crops Dual TV-L1 runs on
     flow_scaling: str = "minmax"      # minmax (the peers) | fixed (keeps zero and magnitude)
@@ -147,6 +148,8 @@ class ModalitiesConfig:
             raise ValueError(f"flow_scaling must be one of {SCALINGS} and flow_size >= 8")
         if self.apex_policy not in apex_policy.POLICIES:
             raise ValueError(f"apex_policy must be one of {apex_policy.POLICIES}")
+        if self.apex_estimator not in apex_policy.ESTIMATORS:
+            raise ValueError(f"apex_estimator must be one of {apex_policy.ESTIMATORS}")
         if self.apex_fallback not in ("middle", "estimate"):
             raise ValueError("apex_fallback must be middle or estimate")
 
@@ -174,6 +177,7 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
         return {"clip_id": clip_id, "status": "reused"}
     try:
         frames = source.frames(clip_id)
+        mesh = source.landmarks(clip_id)
     except Exception as error:  # a corrupt chunk: checksum or decompression failure
         return _failed(ClipError(clip_id, "decode_error",
                                  f"faces store chunk unreadable ({type(error).__name__}: {error})"))
@@ -181,7 +185,8 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
         frames = np.clip(np.rint(magnify(frames, config.magnification)), 0, 255).astype(np.uint8)
     numbers = attrs["frame_numbers"]
     annotated = numbers.index(attrs["apex"]) if attrs["apex"] in numbers else None
-    estimated = apex_policy.estimate(frames, config.apex_smoothing)
+    estimates = apex_policy.estimates(frames, mesh, config.apex_smoothing)
+    estimated = estimates[config.apex_estimator]
     apex, used = apex_policy.choose(config.apex_policy, len(frames), annotated, estimated,
                                     config.apex_fallback)
     images, lows, highs = [], [], []
@@ -208,4 +213,6 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
                      per_image=("images",))
     return {"clip_id": clip_id, "status": "ok", "apex_policy_used": used,
             "apex_estimate_error": out_attrs["apex_estimate_error"],
+            "apex_estimator_errors": None if annotated is None else {
+                name: index - annotated for name, index in estimates.items()},
             "seconds": time.perf_counter() - started}

@@ -162,3 +162,30 @@ def test_every_array_has_dimension_names_and_xarray_reads_them(faces_store, moti
         for name, dims in arrays.items():
             assert data[name].dims == dims
         assert data.attrs["clip_id"] == clip
+
+
+def test_region_apex_estimators_look_only_at_brows_and_mouth(faces_store: Path):
+    from mesti.pipeline import apex
+
+    source = open_store(faces_store)
+    clip = source.clip_ids[0]
+    base, mesh = source.frames(clip)[0].astype(np.float64), source.landmarks(clip)
+    boxes = apex.region_boxes(mesh, 224)
+    y0, y1, x0, x1 = boxes[-1]                                    # the mouth
+    forehead = min(b[0] for b in boxes[:2]) - 2
+    assert forehead > 10
+    shifted = base.copy()                                        # a new texture: wrinkles
+    shifted[y0:y1, x0:x1] = (128 + 60 * np.sin(np.arange(y0, y1) * np.pi / 2))[:, None, None]
+    t = np.arange(15)
+    mouth = np.clip(1 - np.abs(t - 9) / 4, 0, 1)                 # a mouth change, apex 9
+    glare = np.clip(1 - np.abs(t - 4) / 2, 0, 1)                 # a brightness change above
+    frames = np.repeat(base[None], 15, 0)
+    for i in t:
+        frames[i, y0:y1, x0:x1] = (1 - mouth[i]) * base[y0:y1, x0:x1] + mouth[i] * shifted[
+            y0:y1, x0:x1]
+        frames[i, :forehead] += 60 * glare[i]
+    frames[-1, y0:y1, x0:x1] = base[y0:y1, x0:x1][:, ::-1]       # as large, but the last
+    frames = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+    found = apex.estimates(frames, mesh, smoothing=1)
+    assert found["face_difference"] != 9                         # the whole face is fooled
+    assert found["region_difference"] == 9 and found["region_lbp"] == 9

@@ -55,9 +55,10 @@ def motion_images(frames: np.ndarray, apex: int, names: tuple[str, ...],
                    for n in names if n != "active_image"):
             continue
         flow = tvl1_flow(small[a], small[b], config.tvl1)
-        for key, field in (("flow_u", flow[..., 0]), ("flow_v", flow[..., 1]),
-                           ("strain", strain(flow))):
-            fields[key + suffix] = cv2.resize(field, (side, side), interpolation=cv2.INTER_LINEAR)
+        for key, values in (("flow_u", flow[..., 0]), ("flow_v", flow[..., 1]),
+                            ("strain", strain(flow))):
+            fields[key + suffix] = cv2.resize(values, (side, side),
+                                              interpolation=cv2.INTER_LINEAR)
     out = []
     for name in names:
         if name == "active_image":
