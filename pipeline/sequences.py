@@ -90,12 +90,12 @@ def frame_meshes(frames: np.ndarray, where: np.ndarray, onset_mesh: np.ndarray,
 
 def sequence_arrays(frames: np.ndarray, onset_mesh: np.ndarray, config: SequencesConfig,
                     models: faces.FaceModels) -> tuple[dict[str, np.ndarray], dict]:
-    """The clip's arrays (cache/README.md, sequences) and what it cost."""
+    """The clip's arrays (cache/README.md, sequences) and what they cost (CPU seconds)."""
     where = positions(len(frames), config.sampling, config.length)
     side = frames.shape[1]
-    started = time.perf_counter()
+    started = time.process_time()
     meshes, missed = frame_meshes(frames, where, onset_mesh, models)
-    mesh_seconds = time.perf_counter() - started
+    mesh_seconds = time.process_time() - started
     points = np.stack([to_68(meshes[p]) for p in where.ravel().tolist()])
     points = to_size(points, side, config.size).reshape(*where.shape, 68, 2)
     grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in blend(frames, where.ravel())])
@@ -108,7 +108,7 @@ def sequence_arrays(frames: np.ndarray, onset_mesh: np.ndarray, config: Sequence
     cost = {"meshes": len(meshes) - 1, "mesh_seconds": mesh_seconds, "flows": 0,
             "flow_seconds": 0.0, "landmarks_fallback": missed}
     if config.flow:
-        started = time.perf_counter()
+        started = time.process_time()
         flows = np.empty((*where.shape[:1], where.shape[1] - 1, config.size, config.size, 2),
                          np.float16)
         for phase in range(where.shape[0]):
@@ -116,7 +116,7 @@ def sequence_arrays(frames: np.ndarray, onset_mesh: np.ndarray, config: Sequence
                 flows[phase, t] = tvl1_flow(small[phase, t], small[phase, t + 1], config.tvl1)
         arrays["flow"] = flows
         cost.update(flows=flows.shape[0] * flows.shape[1],
-                    flow_seconds=time.perf_counter() - started)
+                    flow_seconds=time.process_time() - started)
     return arrays, cost
 
 
