@@ -14,7 +14,7 @@ from mesti.pipeline import faces
 from mesti.pipeline.faces import FacesConfig
 from mesti.pipeline.motion import active, flow, landmarks68
 from mesti.pipeline.motion.images import MOTION_IMAGES, grey
-from mesti.pipeline.reader import open_store
+from mesti.pipeline.reader import StoreError, open_store
 from mesti.pipeline.run import ClusterOptions, run_faces, run_modalities, run_sequences
 from mesti.pipeline.sequences import SequencesConfig, sequence_arrays, to_size
 from mesti.pipeline.stages import ModalitiesConfig
@@ -93,6 +93,8 @@ def test_sequences_store_holds_the_spec(faces_store: Path, sequences_store):
     assert metrics["clips_ok"] == 2 and metrics["mesh_ms_per_frame"] > 0
     source, sequences = open_store(faces_store), open_store(path)
     assert sequences.kind == "sequences"
+    with pytest.raises(StoreError, match="no sequences"):
+        source.sequence(source.clip_ids[0])
     for clip in sequences.clip_ids:
         frames = source.frames(clip)
         arrays = sequences.sequence(clip)
