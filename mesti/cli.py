@@ -252,6 +252,21 @@ def modalities(faces_store: Path, store: Path, params: Path, **options) -> None:
 
 
 @main.command()
+@click.argument("faces_store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", type=click.Path(file_okay=False, path_type=Path))
+@PARAMS
+@stage_outputs
+@cluster_options
+def sequences(faces_store: Path, store: Path, params: Path, **options) -> None:
+    """Write sampled grey frames, 68-point landmarks and flows of every clip into STORE."""
+    from mesti.pipeline.run import run_sequences
+    from mesti.pipeline.sequences import SequencesConfig
+
+    config = _config(SequencesConfig, params, "sequences")
+    _run_stage(run_sequences, faces_store, store, config, **options)
+
+
+@main.command()
 @click.argument("store")
 @click.argument("clip")
 @click.argument("out_png", type=click.Path(dir_okay=False, path_type=Path))

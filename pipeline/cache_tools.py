@@ -33,7 +33,8 @@ from . import store as writer
 from .reader import Store, StoreError, open_store
 from .store import ARRAYS, data_keys, recompute_key
 
-DTYPES = {"frames": "uint8", "landmarks": "float32", "images": "uint8"}
+DTYPES = {"frames": "uint8", "landmarks": "float32", "images": "uint8", "positions": "float32",
+          "pupil_distance": "float32"}
 LANDMARKS = 468
 MANIFEST = "MANIFEST.json"
 CHECKSUMS = "SHA256SUMS"
@@ -177,6 +178,11 @@ def _array_problems(store: Store, clip_id: str, name: str, attrs: dict,
 def _expected_shape(store: Store, name: str, attrs: dict, shape: tuple) -> tuple:
     """What the layout promises for one array; a modality's image size is checked across
     clips instead (its stage has no size of its own)."""
+    if store.kind == "sequences":
+        frames = attrs.get("n_frames") if attrs.get("sampling") == "all" else attrs.get("length")
+        lead = (attrs.get("phases"), frames)
+        size = attrs.get("size")
+        return {"frames": (*lead, size, size), "landmarks": (*lead, 68, 2)}.get(name, lead)
     if name == "frames":
         size = _size(store)
         return (attrs.get("n_frames"), size, size, 3)

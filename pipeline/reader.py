@@ -5,6 +5,7 @@
     store.index["label3"]                  # one entry per clip, in store order
     store.image("sub01_EP01_05f", "mesti")  # (224, 224, 3) uint8
     store.images("mesti")                  # (N, 224, 224, 3) uint8, in index order
+    open_store("cache/sequences/sample.zarr").sequence("sub01_EP01_05f")["landmarks"]
 
 A store is opened from a directory, a zip file (``mesti cache export``) or a URL read through
 fsspec: ``https://host/sample.zarr``, ``https://host/sample.zip`` (read inside the zip over
@@ -40,7 +41,8 @@ from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore, ZipStore
 
 LAYOUT_VERSION = 1
-KINDS = ("faces", "modalities")
+KINDS = ("faces", "modalities", "sequences")
+SEQUENCE_ARRAYS = ("frames", "positions", "landmarks", "pupil_distance", "flow")
 INDEX_FIELDS = ("clip_id", "dataset", "subject", "emotion", "label3", "label5", "n_frames")
 SAFE_CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CODECS = frozenset({"bytes", "zstd", "crc32c", "sharding_indexed"})  # the layout's codecs
@@ -312,7 +314,7 @@ def codec_names(codecs: list | tuple) -> set[str]:
 
 
 class Store:
-    """A faces or modality store opened read-only."""
+    """A faces, modality or sequences store opened read-only."""
 
     def __init__(self, location: str | Path, *, require_complete: bool = True,
                  limits: ReadLimits | None = None):
@@ -368,6 +370,19 @@ class Store:
         """Onset face-mesh landmarks (468, 2) in crop pixels of a faces store."""
         return self.array(clip_id, "landmarks")[...]
 
+    def sequence(self, clip_id: str) -> dict[str, np.ndarray]:
+        """A sequences-store clip by array name: frames (P, T, S, S) uint8, positions (P, T),
+        landmarks (P, T, 68, 2), pupil_distance (P, T), and flow (P, T-1, S, S, 2) float16
+        where the store holds it (cache/README.md)."""
+        if self.kind != "sequences":
+            raise StoreError(f"{self.location}: a {self.kind} store holds no sequences")
+        group = self.root[f"clips/{clip_id}"] if clip_id in self.clip_ids else None
+        if group is None:
+            raise KeyError(f"{self.location}: no clip {clip_id!r}")
+        present = set(group.array_keys())
+        return {name: self.array(clip_id, name)[...] for name in SEQUENCE_ARRAYS
+                if name in present}
+
     @property
     def names(self) -> list[str]:
         """Image names of a modality store (mesti, dynamic_raw, apex_frame, ...)."""
@@ -384,14 +399,16 @@ class Store:
         return np.stack([self.array(c, "images")[position] for c in ids])
 
     def float_image(self, clip_id: str, name: str) -> np.ndarray:
-        """The float32 pooled image before its uint8 view (up to 8-bit quantisation)."""
+        """The float32 image before its uint8 view (up to 8-bit quantisation); ``lo``/``hi``
+        are one number, or one per channel (``flow_uvs``)."""
         position = self._position(name)
         lo = self.clip_attrs(clip_id)["lo"][position]
         hi = self.clip_attrs(clip_id)["hi"][position]
         image = self.image(clip_id, name).astype(np.float32)
         if lo is None:  # stored as is (the apex frame)
             return image
-        return np.float32(lo) + np.float32(hi - lo) * image / np.float32(255)
+        lo, hi = np.float32(lo), np.float32(hi)
+        return lo + (hi - lo) * image / np.float32(255)
 
     def array(self, clip_id: str, name: str) -> zarr.Array:
         """One array of a clip, after checking it is numeric and uses the layout's codecs."""

@@ -1,4 +1,4 @@
-"""Orchestration: the faces and modalities stages over a Dask cluster, one task per clip.
+"""Orchestration: the faces, modalities and sequences stages over Dask, one task per clip.
 
 This is the only module that imports Dask. The client sends paths and small records, the
 workers read frames and write their clips' groups themselves, and only a short status per
@@ -24,14 +24,21 @@ from mesti.datasets_manifest.manifest import read_manifest
 from tqdm import tqdm
 
 from . import store
+from .apex import ESTIMATORS
 from .faces import ATTEMPTS, FacesConfig, model_checksum
 from .reader import open_store
+from .sequences import SequencesConfig, sequences_clip
 from .stages import ModalitiesConfig, faces_clip, modalities_clip
 
 # The modules whose code decides each stage's output (hashed into every clip's key).
 FACES_CODE = tuple(f"mesti.pipeline.{m}" for m in ("faces", "frames", "stages", "store"))
 MODALITIES_CODE = tuple(f"mesti.pipeline.{m}"
-                        for m in ("apex", "kernels", "weights", "stages", "store"))
+                        for m in ("apex", "kernels", "weights", "stages", "store",
+                                  "motion.active", "motion.flow", "motion.images",
+                                  "motion.magnify"))
+SEQUENCES_CODE = tuple(f"mesti.pipeline.{m}"
+                       for m in ("sequences", "faces", "store", "motion.flow",
+                                 "motion.landmarks68", "motion.sampling"))
 
 
 @dataclass(frozen=True)
@@ -126,15 +133,7 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
     """
     started = time.perf_counter()
     out = Path(out).resolve()
-    store.check_owned(out, "modalities")
-    with open_store(faces) as source:
-        if source.kind != "faces":
-            raise store.WriteRefused(f"{faces}: a {source.kind} store; modalities are computed "
-                                     "from a faces store (mesti faces)")
-        clip_ids, dataset = source.clip_ids, source.attrs.get("dataset", "")
-    if not clip_ids:
-        raise EmptyInput(f"{faces}: the faces store lists no clip; nothing to do, and {out} "
-                         "is left as it is")
+    clip_ids, dataset = _faces_input(faces, out, "modalities")
     with store.writer_lock(out, "modalities"):
         context = {"versions": store.versions("numba", "opencv-contrib-python",
                                               code=MODALITIES_CODE)}
@@ -148,9 +147,61 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
     errors = [abs(s["apex_estimate_error"]) for s in statuses
               if s.get("apex_estimate_error") is not None]
     metrics["apex_estimate_mae_frames"] = round(sum(errors) / len(errors), 2) if errors else None
+    for name in ESTIMATORS:  # each apex estimator against the annotation (README, "Apex")
+        found = [abs(s["apex_estimator_errors"][name]) for s in statuses
+                 if s.get("apex_estimator_errors")]
+        metrics[f"apex_{name}_mae_frames"] = round(sum(found) / len(found), 2) if found else None
+        metrics[f"apex_{name}_within_2"] = (round(sum(e <= 2 for e in found) / len(found), 3)
+                                            if found else None)
     metrics["apex_policy_used"] = dict(Counter(s["apex_policy_used"] for s in statuses
                                                if "apex_policy_used" in s))
     return _report("modalities", metrics, statuses, outputs)
+
+
+def _faces_input(faces: Path, out: Path, kind: str) -> tuple[list[str], str]:
+    """The clip ids and dataset of the faces store a derived stage reads, after refusing,
+    before anything is written, an ``out`` the stage does not own, an input that is not a
+    faces store, and one with no clip."""
+    store.check_owned(out, kind)
+    with open_store(faces) as source:
+        if source.kind != "faces":
+            raise store.WriteRefused(f"{faces}: a {source.kind} store; {kind} are computed "
+                                     "from a faces store (mesti faces)")
+        clip_ids, dataset = source.clip_ids, source.attrs.get("dataset", "")
+    if not clip_ids:
+        raise EmptyInput(f"{faces}: the faces store lists no clip; nothing to do, and {out} "
+                         "is left as it is")
+    return clip_ids, dataset
+
+
+def run_sequences(faces: Path, out: Path, config: SequencesConfig,
+                  cluster: ClusterOptions = ClusterOptions(),
+                  outputs: StageOutputs = StageOutputs(), prune: bool = False) -> dict:
+    """Write every clip's sampled grey frames, landmarks and flows from a faces store, under
+    the same refusals and failures as :func:`run_modalities`."""
+    started = time.perf_counter()
+    out = Path(out).resolve()
+    clip_ids, dataset = _faces_input(faces, out, "sequences")
+    with store.writer_lock(out, "sequences"):
+        context = {"versions": store.versions("mediapipe", "opencv-contrib-python",
+                                              code=SEQUENCES_CODE),
+                   "model_sha256": model_checksum()}
+        store.open_for_writing(out, "sequences", {
+            "dataset": dataset, "source": str(faces), "params": asdict(config), **context})
+        statuses = _map(sequences_clip, clip_ids, cluster, "sequences", key=str,
+                        faces_path=str(Path(faces).resolve()), store_path=str(out),
+                        config=config, context=context)
+        metrics = _finish(out, clip_ids, statuses, started, prune)
+    done = [s for s in statuses if s["status"] == "ok"]
+    meshes = sum(s["meshes"] for s in done)
+    flows = sum(s["flows"] for s in done)
+    metrics["mesh_ms_per_frame"] = (round(1000 * sum(s["mesh_seconds"] for s in done) / meshes,
+                                          2) if meshes else None)
+    metrics["flow_ms_per_pair"] = (round(1000 * sum(s["flow_seconds"] for s in done) / flows, 1)
+                                   if flows else None)
+    metrics["seconds_per_clip"] = (round(sum(s["seconds"] for s in done) / len(done), 3)
+                                   if done else None)
+    return _report("sequences", metrics, statuses, outputs)
 
 
 FAILURE_COLUMNS = ("clip_id", "stage", "code", "message", "attempts")

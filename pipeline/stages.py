@@ -10,7 +10,7 @@ batch goes on; any other exception is a bug and stops the run.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import chain
 from pathlib import Path
 
@@ -21,6 +21,9 @@ from . import apex as apex_policy
 from . import faces, store
 from .frames import ClipError, checksum, clip_folder, iter_frames
 from .kernels import flat_tolerance, to_uint8, weighted_sum
+from .motion.flow import SCALINGS, TVL1Params
+from .motion.images import MOTION_IMAGES, FlowImages, motion_images
+from .motion.magnify import MagnifyParams, magnify
 from .reader import open_store
 from .weights import VARIANTS, weights
 
@@ -44,7 +47,7 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
         path = clip_folder(clip_id, record["root"], record["source"], record["frames"],
                            record["kind"])
     except ClipError as error:
-        return _failed(error)
+        return failed(error)
     input_sha256 = checksum(record["kind"], path, record["frames"])
     key = store.faces_key(clip, asdict(config), context["versions"], context["model_sha256"],
                           input_sha256)
@@ -53,9 +56,9 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
     try:
         frames, found = _align(clip_id, record, path, config)
     except ClipError as error:
-        return _failed(error)
+        return failed(error)
     except faces.DetectorError as error:
-        return _failed(ClipError(clip_id, "detector_crash", str(error)))
+        return failed(ClipError(clip_id, "detector_crash", str(error)))
     attrs = {**clip, "n_frames": len(frames), "face_box": list(found["box"]),
              "face_score": found["score"], "detector": found["attempt"],
              "faces_found": found["n_faces"], "transform": found["matrix"].tolist(),
@@ -71,7 +74,7 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
             "seconds": time.perf_counter() - started}
 
 
-def _failed(error: ClipError) -> dict:
+def failed(error: ClipError) -> dict:
     return {"clip_id": error.clip_id, "status": "failed", "code": error.code,
             "message": error.message, "attempts": 1}
 
@@ -149,20 +152,48 @@ class ModalitiesConfig:
     apex_policy: str = "annotation"   # annotation | middle | estimate
     apex_fallback: str = "middle"     # where ``annotation`` finds none: middle | estimate
     apex_smoothing: int = 5           # frames averaged by the estimate
+    apex_estimator: str = "region_difference"  # apex.ESTIMATORS; chosen by its error (README)
+    motion: tuple[str, ...] = ()      # motion images (pipeline/motion/images.py MOTION_IMAGES)
+    flow_size: int = 128              # side of the grey crops Dual TV-L1 runs on
+    flow_scaling: str = "minmax"      # minmax (the peers) | fixed (keeps zero and magnitude)
+    flow_bound: float = 2.0           # fixed scaling: u, v clipped at +-flow_bound pixels
+    strain_bound: float = 0.5         # fixed scaling: strain clipped at strain_bound
+    tvl1: TVL1Params = field(default_factory=TVL1Params)  # OpenCV Dual TV-L1 (its defaults)
+    magnify: bool = False             # Eulerian magnification of the frames before all else
+    magnification: MagnifyParams = field(default_factory=MagnifyParams)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variants", tuple(self.variants))
+        object.__setattr__(self, "motion", tuple(self.motion))
+        for name, kind in (("tvl1", TVL1Params), ("magnification", MagnifyParams)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                try:
+                    object.__setattr__(self, name, kind(**value))
+                except TypeError as error:
+                    raise ValueError(f"{name}: {error}") from error
         unknown = set(self.variants) - set(VARIANTS)
         if unknown or not self.variants:
             raise ValueError(f"variants must be a non-empty subset of {VARIANTS}")
+        if set(self.motion) - set(MOTION_IMAGES):
+            raise ValueError(f"motion must be a subset of {MOTION_IMAGES}")
+        if self.flow_scaling not in SCALINGS or self.flow_size < 8:
+            raise ValueError(f"flow_scaling must be one of {SCALINGS} and flow_size >= 8")
         if self.apex_policy not in apex_policy.POLICIES:
             raise ValueError(f"apex_policy must be one of {apex_policy.POLICIES}")
+        if self.apex_estimator not in apex_policy.ESTIMATORS:
+            raise ValueError(f"apex_estimator must be one of {apex_policy.ESTIMATORS}")
         if self.apex_fallback not in ("middle", "estimate"):
             raise ValueError("apex_fallback must be middle or estimate")
 
     @property
     def names(self) -> list[str]:
-        return [*self.variants, *(["apex_frame"] if self.apex_frame else [])]
+        return [*self.variants, *(["apex_frame"] if self.apex_frame else []), *self.motion]
+
+    @property
+    def flow_images(self) -> FlowImages:
+        return FlowImages(self.flow_size, self.flow_scaling, self.flow_bound, self.strain_bound,
+                          self.tvl1)
 
 
 def upstream_problem(attrs: dict) -> str | None:
@@ -182,20 +213,27 @@ def upstream_problem(attrs: dict) -> str | None:
     return None
 
 
-def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: ModalitiesConfig,
-                    context: dict) -> dict:
-    """MESTI, dynamic images and the apex frame of one clip of a faces store."""
-    started = time.perf_counter()
-    source = open_store(faces_path)
+def upstream_attrs(source, clip_id: str) -> dict | ClipError:
+    """A faces clip's attributes, or the named failure of a downstream stage that must not
+    use it (its group is missing or unreadable, or it fails :func:`upstream_problem`)."""
     try:
         attrs = source.clip_attrs(clip_id)
     except Exception as error:  # group deleted or its zarr.json unreadable: this clip only
-        return _failed(ClipError(clip_id, "upstream_missing", f"listed in the faces store, but "
-                                 f"its group is missing or unreadable ({type(error).__name__}: "
-                                 f"{error})"))
+        return ClipError(clip_id, "upstream_missing", f"listed in the faces store, but its "
+                         f"group is missing or unreadable ({type(error).__name__}: {error})")
     problem = upstream_problem(attrs)
-    if problem:
-        return _failed(ClipError(clip_id, "upstream_key_mismatch", problem))
+    return ClipError(clip_id, "upstream_key_mismatch", problem) if problem else attrs
+
+
+def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: ModalitiesConfig,
+                    context: dict) -> dict:
+    """MESTI, dynamic images, the apex frame and motion images of one clip of a faces store."""
+    cv2.setNumThreads(1)  # one level of parallelism: Dask across clips
+    started = time.perf_counter()
+    source = open_store(faces_path)
+    attrs = upstream_attrs(source, clip_id)
+    if isinstance(attrs, ClipError):
+        return failed(attrs)
     params = asdict(config)
     copied = {k: attrs[k] for k in store.MODALITY_FIELDS}
     key = store.modalities_key(attrs["content_key"], copied, params, context["versions"])
@@ -203,12 +241,16 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
         return {"clip_id": clip_id, "status": "reused"}
     try:
         frames = source.frames(clip_id)
+        mesh = source.landmarks(clip_id)
     except Exception as error:  # a corrupt chunk: checksum or decompression failure
-        return _failed(ClipError(clip_id, "decode_error",
+        return failed(ClipError(clip_id, "decode_error",
                                  f"faces store chunk unreadable ({type(error).__name__}: {error})"))
+    if config.magnify:
+        frames = np.clip(np.rint(magnify(frames, config.magnification)), 0, 255).astype(np.uint8)
     numbers = attrs["frame_numbers"]
     annotated = numbers.index(attrs["apex"]) if attrs["apex"] in numbers else None
-    estimated = apex_policy.estimate(frames, config.apex_smoothing)
+    estimates = apex_policy.estimates(frames, mesh, config.apex_smoothing)
+    estimated = estimates[config.apex_estimator]
     apex, used = apex_policy.choose(config.apex_policy, len(frames), annotated, estimated,
                                     config.apex_fallback)
     images, lows, highs = [], [], []
@@ -222,6 +264,10 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
         images.append(frames[apex])
         lows.append(None)
         highs.append(None)
+    for image, lo, hi in motion_images(frames, apex, config.motion, config.flow_images):
+        images.append(image)
+        lows.append(lo)
+        highs.append(hi)
     out_attrs = {**copied, "images": config.names, "lo": lows, "hi": highs,
                  "apex_index": apex, "apex_policy_used": used, "apex_estimate_index": estimated,
                  "apex_estimate_error": None if annotated is None else estimated - annotated,
@@ -231,4 +277,6 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
                      per_image=("images",))
     return {"clip_id": clip_id, "status": "ok", "apex_policy_used": used,
             "apex_estimate_error": out_attrs["apex_estimate_error"],
+            "apex_estimator_errors": None if annotated is None else {
+                name: index - annotated for name, index in estimates.items()},
             "seconds": time.perf_counter() - started}

@@ -44,7 +44,8 @@ LOCK_FILE = ".mesti-writer.lock"  # in the store's root folder; zarr never reads
 # A lock file still empty after this long was left by a run killed while creating it.
 ABANDONED_EMPTY_LOCK_S = 30.0
 # The arrays every finished clip of each kind holds (the layout, cache/README.md).
-ARRAYS = {"faces": ("frames", "landmarks"), "modalities": ("images",)}
+ARRAYS = {"faces": ("frames", "landmarks"), "modalities": ("images",),
+          "sequences": ("frames", "positions", "landmarks", "pupil_distance")}  # flow: optional
 
 
 class WriteRefused(RuntimeError):
@@ -79,6 +80,15 @@ MODALITY_FIELDS = ("dataset", "subject", "clip_id", "emotion", "label3", "label5
                    "frame_numbers", "onset", "apex", "offset", "fps")
 
 
+SEQUENCE_FIELDS = (*MANIFEST_FIELDS, "n_frames")
+
+
+def sequences_key(faces_key: str, clip: dict, params: dict, versions: dict) -> str:
+    """A sequences clip's key: as a modality clip's, over the fields it copies."""
+    return content_key({"stage": "sequences", "faces_key": faces_key, "clip": clip,
+                        "params": params, "versions": versions})
+
+
 def faces_key(clip: dict, params: dict, versions: dict, model_sha256: str,
               input_sha256: str) -> str:
     """A faces clip's key: its manifest fields, the stage's knobs, the software, its input."""
@@ -100,11 +110,16 @@ def recompute_key(kind: str, attrs: dict) -> str:
     """
     provenance = attrs.get("provenance") or {}
     need = ("params", "versions") + (("model_sha256", "input_sha256") if kind == "faces" else ())
-    fields = MANIFEST_FIELDS if kind == "faces" else ("faces_key", *MODALITY_FIELDS)
+    fields = {"faces": MANIFEST_FIELDS, "modalities": ("faces_key", *MODALITY_FIELDS),
+              "sequences": ("faces_key",)}[kind]
     absent = [f"provenance.{k}" for k in need if k not in provenance]
     absent += [k for k in fields if k not in attrs]
     if absent:
         raise KeyError(f"attributes lack {', '.join(absent)}")
+    if kind == "sequences":
+        return sequences_key(attrs["faces_key"],
+                             {k: attrs[k] for k in SEQUENCE_FIELDS if k in attrs},
+                             provenance["params"], provenance["versions"])
     if kind == "modalities":
         return modalities_key(attrs["faces_key"],
                                      {k: attrs[k] for k in MODALITY_FIELDS},
@@ -306,9 +321,19 @@ def existing_key(path: Path, clip_id: str) -> str | None:
     return attrs.get("content_key") if attrs.get("status") == "ok" else None
 
 
+# zarr v3 dimension names of the faces and modality stores' arrays (xarray reads them);
+# other stores pass theirs to write_clip.
+DIMENSION_NAMES = {"frames": ("frame", "y", "x", "channel"), "landmarks": ("point", "xy"),
+                   "images": ("image", "y", "x", "channel")}
+
+
 def write_clip(path: Path, clip_id: str, arrays: dict[str, np.ndarray], attrs: dict,
-               key: str, per_image: tuple[str, ...] = (), compress: bool = True) -> None:
+               key: str, per_image: tuple[str, ...] = (), compress: bool = True,
+               dimensions: dict[str, tuple[str, ...]] | None = None) -> None:
     """Write one clip's arrays, then mark it finished with its content key.
+
+    Every array carries zarr v3 ``dimension_names``: from ``dimensions``, else from
+    DIMENSION_NAMES by the array's name; an array with neither is a programming error.
 
     Arrays named in ``per_image`` hold one image (first axis) per chunk inside one shard,
     for readers that want one image of many clips (the trainer reads one modality).
@@ -317,12 +342,16 @@ def write_clip(path: Path, clip_id: str, arrays: dict[str, np.ndarray], attrs: d
     """
     group = zarr.create_group(str(path), path=f"clips/{clip_id}", overwrite=True,
                               attributes={"status": "writing"})
+    names = {**DIMENSION_NAMES, **(dimensions or {})}
+    for name, data in arrays.items():
+        if len(names.get(name, ())) != data.ndim:
+            raise ValueError(f"{clip_id}/{name}: no dimension names for a {data.ndim}-d array")
     for name, data in arrays.items():
         chunks = (1, *data.shape[1:]) if name in per_image else data.shape
         group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
                            shards=data.shape if name in per_image else None,
                            compressors=COMPRESSED if compress else CHECKSUM_ONLY,
-                           fill_value=0)[...] = data
+                           fill_value=0, dimension_names=names[name])[...] = data
     group.update_attributes({**attrs, "content_key": key, "status": "ok"})
 
 
