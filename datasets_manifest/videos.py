@@ -6,8 +6,8 @@ Layout (``root``)::
     root/annotations.csv             optional: video, subject, onset, apex, offset, emotion
 
 Frame numbers are 0-based decoded frame indices, and each video's frame rate is its own.
-A video that decodes to fewer frames than its container declares (a truncated .avi or
-.mp4: the decoder may repeat an earlier frame as the last) is excluded as
+An .avi that decodes to fewer frames than its index declares (truncated: the decoder may
+repeat an earlier frame as the last) is excluded as
 ``video_truncated``; a file that decodes to nothing is ``no_frames``. Without a CSV every
 video is one clip spanning all its frames, with no apex and no label; its subject is the
 first folder under ``root`` (or the file's stem at top level). The CSV's ``video`` column
@@ -113,9 +113,10 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
     return scan
 
 
-# Containers whose header frame count is exact (an index, not an estimate from the
-# duration as in mpg, mkv and some mov): fewer decoded frames there means a truncated file.
-EXACT_COUNT = frozenset({".avi", ".mp4", ".m4v"})
+# Containers whose header frame count is exact: an AVI's index lists every frame, so fewer
+# decoded frames means a truncated file. Elsewhere the count is an estimate from the duration
+# (mpg, mkv, mov) or counts frames an edit list hides (mp4: a real 95-frame clip declares 98).
+EXACT_COUNT = frozenset({".avi"})
 
 
 @dataclass(frozen=True)

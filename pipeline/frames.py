@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from mesti.datasets_manifest.videos import EXACT_COUNT
 
 from .reader import SAFE_CLIP_ID
 
@@ -135,9 +136,6 @@ def read_image(clip_id: str, path: Path, max_pixels: int = MAX_FRAME_PIXELS) -> 
     return image
 
 
-# Containers whose header frame count is exact (an index, not an estimate from the duration).
-_EXACT_COUNT = frozenset({".avi", ".mp4", ".m4v"})
-
 
 def _video_frames(clip_id: str, path: Path, indices: list[int],
                   max_pixels: int = MAX_FRAME_PIXELS) -> Iterator[np.ndarray]:
@@ -169,7 +167,7 @@ def _video_frames(clip_id: str, path: Path, indices: list[int],
             if index == target:
                 yield frame
                 target = next(wanted, None)
-        if path.suffix.lower() in _EXACT_COUNT and index + 1 < declared:
+        if path.suffix.lower() in EXACT_COUNT and index + 1 < declared:
             while capture.grab():
                 index += 1
             if index + 1 < declared:

@@ -463,8 +463,8 @@ def declared_problem(array: zarr.Array, limits: ReadLimits) -> str | None:
     nothing. Read from its metadata alone, before any chunk is read or allocated."""
     shape = tuple(array.shape)
     itemsize = np.dtype(array.dtype).itemsize
-    if not 1 <= len(shape) <= 4:
-        return f"declares {len(shape)} dimensions; the layout's arrays have 1 to 4"
+    if not 1 <= len(shape) <= 5:  # at most a sequences flow: phase, step, y, x, uv
+        return f"declares {len(shape)} dimensions; the layout's arrays have 1 to 5"
     if shape[0] > limits.max_frames:
         return (f"declares {shape[0]} images along its first axis, over the limit of "
                 f"{limits.max_frames} (MESTI_MAX_FRAMES)")
