@@ -16,7 +16,7 @@ THREE_CLASSES = ("negative", "positive", "surprise")
 class ClipTable:
     """One modality image per clip with its label, subject and dataset."""
 
-    images: np.ndarray          # (N, S, S, C) uint8
+    images: np.ndarray | None   # (N, S, S, C) uint8; None for sequence models
     labels: np.ndarray          # (N,) class indices
     classes: list[str]
     clip_ids: np.ndarray

@@ -1,4 +1,5 @@
-"""A training run: a protocol's folds, MEGANet per fold, pooled metrics and figures.
+"""A training run: a protocol's folds, one model per fold (MEGANet, FDP or MOL), pooled
+metrics and figures.
 
 Everything lands in one run folder: ``metrics.json`` (for ``dvc metrics show``),
 ``config.json`` (the settings and stores),
@@ -22,10 +23,11 @@ import numpy as np
 import torch
 
 from . import protocols
-from .data import ClipTable, load_clips, to_tensor
+from .data import ClipTable
+from .inputs import MODELS, FDPConfig, MOLConfig, as_inputs, load_inputs
 from .loop import predict, train_fold
 from .metrics import confusion, scores
-from .models.meganet import VARIANTS, GradientAttention, build
+from .models.meganet import VARIANTS, GradientAttention
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class TrainConfig:
     """Knobs of the train stage (params.yaml section ``train``)."""
 
     protocol: str = "loso"            # loso | holdout | cross
+    model: str = "meganet"            # meganet | fdp | mol (their knobs: sections fdp, mol)
     labels: int = 3                   # 3 or 5 classes
     modality: str = "mesti"           # any image of the store: mesti, dynamic_raw, apex_frame...
     variant: str = "meganet"          # a name of train.model.VARIANTS (the ablations)
@@ -55,6 +58,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = {
             "protocol": self.protocol in ("loso", "holdout", "cross"),
+            "model": self.model in MODELS,
             "labels": self.labels in (3, 5),
             "variant": self.variant in VARIANTS,
             "selection": self.selection in ("last", "validation"),
@@ -65,15 +69,19 @@ class TrainConfig:
             raise ValueError(f"invalid train settings: {', '.join(bad)} ({self})")
 
 
-def run_training(stores: list[str], out: Path, config: TrainConfig,
-                 progress: bool = True) -> dict:
-    """Train and evaluate under ``config.protocol``; write the run folder; return metrics."""
+def run_training(stores: list[str], out: Path, config: TrainConfig, progress: bool = True,
+                 model_config: FDPConfig | MOLConfig | None = None) -> dict:
+    """Train and evaluate under ``config.protocol``; write the run folder; return metrics.
+
+    MEGANet reads modality stores; FDP and MOL read sequences stores, with ``model_config``
+    (sections ``fdp`` / ``mol``; their defaults when None).
+    """
     started = time.perf_counter()
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
                           else "cpu" if config.device == "auto" else config.device)
-    table = load_clips(stores, config.modality, config.labels)
+    table, x = load_inputs(stores, config.model, config.labels, config.modality,
+                           config.input_size, model_config)
     folds = _folds(table, config)
-    x = to_tensor(table.images, config.input_size)
     y = torch.from_numpy(table.labels)
     out.mkdir(parents=True, exist_ok=True)
     probabilities = np.zeros((len(table.labels), len(table.classes)))
@@ -94,8 +102,8 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
         fold_scores = scores(table.labels[fold.test], p.argmax(1), len(table.classes))
         fold_rows.append({"fold": name, "train": len(fold.train), "validation":
                           len(fold.validation), "test": len(fold.test), **fold_scores})
-        if len(maps) < config.figure_clips and isinstance(model.input_attention,
-                                                          GradientAttention):
+        if len(maps) < config.figure_clips and isinstance(getattr(model, "input_attention",
+                                                                  None), GradientAttention):
             maps += _attention_maps(model, x, table, fold.test, device,
                                     config.figure_clips - len(maps))
     tested = fold_of != ""
@@ -108,22 +116,27 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
         "device": str(device), "seconds": round(time.perf_counter() - started, 1),
     }
     (out / "config.json").write_text(json.dumps(
-        {"config": asdict(config), "stores": [str(s) for s in stores]}, indent=2) + "\n")
+        {"config": asdict(config), "stores": [str(s) for s in stores],
+         config.model: asdict(model_config) if model_config else None}, indent=2) + "\n")
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
     return metrics
 
 
-def fit_fold(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, fold: protocols.Fold,
+def fit_fold(config: TrainConfig, x, y: torch.Tensor, fold: protocols.Fold,
              number: int, n_classes: int, device: torch.device,
              log: Callable[[dict], None]) -> tuple[torch.nn.Module, np.ndarray]:
-    """Train fold ``number`` from seeded initial weights; its test clips' probabilities."""
+    """Train fold ``number`` from seeded initial weights; its test clips' probabilities.
+
+    ``x``: MEGANet's images or a model's inputs adapter (train/inputs.py).
+    """
+    inputs = as_inputs(x, y)
+    settings = inputs.settings(config)
     torch.manual_seed(config.seed + number)  # the initial weights too, not only the batches
-    model = train_fold(build(config.variant, n_classes), x, y, fold.train, fold.validation,
-                       epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                       weight_decay=config.weight_decay, gamma=config.gamma,
-                       seed=config.seed + number, device=device,
-                       channels_last=config.channels_last, log=log)
-    return model, predict(model, x[fold.test], device, config.batch_size, config.channels_last)
+    model = train_fold(inputs.build(config.variant, n_classes), inputs, y, fold.train,
+                       fold.validation, seed=config.seed + number, device=device, log=log,
+                       **settings)
+    return model, predict(model, inputs[fold.test], device, settings["batch_size"],
+                          settings["channels_last"])
 
 
 def compare_modalities(stores: list[str], out: Path, config: TrainConfig,
