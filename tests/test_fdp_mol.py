@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 import torch
 from mesti.pipeline.reader import StoreError, open_store
-from mesti.train.inputs import (FDPConfig, MOLConfig, MOLInputs, load_inputs, load_sequences,
-                                video_means)
+from mesti.train.inputs import (
+    FDPConfig,
+    MOLConfig,
+    MOLInputs,
+    load_inputs,
+    load_sequences,
+    video_means,
+)
 from mesti.train.loop import predict
 from mesti.train.losses import fdp_loss, mol_loss
 from mesti.train.models import fdp, mol
@@ -242,3 +248,29 @@ def test_sequence_models_refuse_other_stores(tmp_path: Path) -> None:
         open_store(modality).sequence("s0_c0")
     with pytest.raises(ValueError, match="model"):
         TrainConfig(model="resnet")
+
+
+def test_train_command_with_a_model_and_the_comparison_table(stores, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mesti.cli import main
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  protocol: holdout\n  holdout_fraction: 0.3\n"
+                      "fdp:\n  steps: 2\n  batch_size: 4\n  size: 16\n  embed_dim: 16\n"
+                      "  depth: 1\n  heads: 2\n  rank_channels: 4\n  reconstruction: false\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["train", stores[0], str(tmp_path / "fdp"), "--model", "fdp",
+                                  "--params", str(params), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "fdp" / "metrics.json").read_text())
+    result = runner.invoke(main, ["compare", str(tmp_path / "fdp"), "--out",
+                                  str(tmp_path / "models.md")])
+    assert result.exit_code == 0, result.output
+    row = (tmp_path / "models.md").read_text().splitlines()[2].split(" | ")
+    assert row[1:4] == ["fdp (no reconstruction)", "holdout, 3 classes", "a.zarr"]
+    assert row[6] == f"{metrics['UF1']:.3f}" and int(row[4]) == metrics["clips"]
+    params.write_text("fdp:\n  steps: 2\n  depht: 1\n")
+    result = runner.invoke(main, ["train", stores[0], str(tmp_path / "bad"), "--model", "fdp",
+                                  "--params", str(params)])
+    assert result.exit_code != 0 and "depht" in result.output

@@ -117,7 +117,8 @@ def run_training(stores: list[str], out: Path, config: TrainConfig, progress: bo
     }
     (out / "config.json").write_text(json.dumps(
         {"config": asdict(config), "stores": [str(s) for s in stores],
-         config.model: asdict(model_config) if model_config else None}, indent=2) + "\n")
+         **({config.model: asdict(x.config)} if config.model != "meganet" else {})},
+        indent=2) + "\n")
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
     return metrics
 
@@ -171,7 +172,8 @@ def _folds(table: ClipTable, config: TrainConfig) -> list[protocols.Fold]:
 def _attention_maps(model, x, table: ClipTable, test: np.ndarray, device, count: int) -> list:
     model.eval()
     with torch.no_grad():
-        batch = x[test[:count]].to(device)
+        inputs = as_inputs(x)[test[:count]]
+        batch = inputs.batch(inputs.samples(train=False), False, None)["input"].to(device)
         attention = model.input_attention.attention_map(batch)[:, 0].cpu().numpy()
     return [(table.clip_ids[i], table.classes[table.labels[i]], table.images[i], a)
             for i, a in zip(test[:count], attention, strict=True)]

@@ -18,6 +18,8 @@ so. ``forward`` returns a dict: ``logits`` and, with the reconstruction head,
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,7 +58,7 @@ class LocalGlobalBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:          # (N, L, D)
         y = self.norm1(x)
         x = x + self.attention(y, y, y, need_weights=False)[0]
-        n, length, dim = x.shape
+        n, _, dim = x.shape
         grid = x.transpose(1, 2).reshape(n, dim, self.grid, self.grid)
         x = x + self.local(grid).flatten(2).transpose(1, 2)
         return x + self.mlp(self.norm2(x))
@@ -96,10 +98,10 @@ class SegNetDecoder(nn.Module):
 
     def __init__(self, c_in: int, widths: tuple[int, ...]):
         super().__init__()
-        chans = [c_in, *widths]
-        self.down = nn.ModuleList([conv_bn(a, b) for a, b in zip(chans[:-1], chans[1:])])
-        self.up = nn.ModuleList([conv_bn(b, a if i else b)
-                                 for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))][::-1])
+        pairs = list(pairwise([c_in, *widths]))
+        self.down = nn.ModuleList([conv_bn(a, b) for a, b in pairs])
+        # the way back mirrors the way down; the first layer keeps its width for the output
+        self.up = nn.ModuleList([conv_bn(b, a if i else b) for i, (a, b) in enumerate(pairs)][::-1])
         self.out = nn.Conv2d(widths[0], 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,9 +132,9 @@ class FDP(nn.Module):
         self.rank_pool = nn.Sequential(
             nn.Conv3d(1, rank_channels, (frames, 3, 3), padding=(0, 1, 1), bias=False),
             nn.BatchNorm3d(rank_channels), nn.ReLU(inplace=True))
-        chans = [rank_channels, *head_widths]
-        self.classifier = nn.Sequential(*[conv_bn(a, b, 2) for a, b in zip(chans[:-1], chans[1:])])
-        self.num_features = chans[-1]
+        self.classifier = nn.Sequential(*[conv_bn(a, b, 2) for a, b in
+                                          pairwise([rank_channels, *head_widths])])
+        self.num_features = head_widths[-1]
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.num_features, num_classes)
         self.reconstruction = SegNetDecoder(rank_channels, decoder_widths) \
