@@ -274,3 +274,17 @@ def test_train_command_with_a_model_and_the_comparison_table(stores, tmp_path: P
     result = runner.invoke(main, ["train", stores[0], str(tmp_path / "bad"), "--model", "fdp",
                                   "--params", str(params)])
     assert result.exit_code != 0 and "depht" in result.output
+
+
+def test_unusable_sequences_are_named(stores, monkeypatch) -> None:
+    import mesti.train.inputs as inputs_module
+
+    table, clips = load_sequences(stores[:1], 3)
+    broken = [dict(c) for c in clips]
+    broken[4]["landmarks"] = np.full_like(clips[4]["landmarks"], np.nan)
+    monkeypatch.setattr(inputs_module, "load_sequences", lambda s, n: (table, broken))
+    with pytest.raises(ValueError, match=f"clip {table.clip_ids[4]}: landmarks"):
+        load_inputs(stores[:1], "mol", 3, config=MOLConfig(crop=32, size=16))
+    broken[4] = {**clips[4], "frames": clips[4]["frames"][:, :6]}
+    with pytest.raises(ValueError, match=rf"\['{table.clip_ids[4]}'\] hold sequences"):
+        load_inputs(stores[:1], "fdp", 3)

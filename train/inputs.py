@@ -265,9 +265,11 @@ def load_inputs(stores: list[str], model: str, label_set: int, modality: str = "
     config = config or MODEL_CONFIGS[model]()
     table, clips = load_sequences(stores, label_set)
     labels = torch.from_numpy(table.labels)
-    frames = {len(c["frames"][0]) for c in clips}
-    if len(frames) != 1:
-        raise ValueError(f"sequences of different lengths {sorted(frames)} in {stores}")
+    lengths = np.array([c["frames"].shape[1] for c in clips])
+    if (lengths != lengths[0]).any():
+        odd = table.clip_ids[lengths != lengths[0]].tolist()
+        raise ValueError(f"clips {odd} hold sequences of another length than {lengths[0]} "
+                         f"frames ({table.clip_ids[0]}); one run needs one length")
     if model == "fdp":
         phase0 = torch.from_numpy(np.stack([c["frames"][0] for c in clips]))
         small = torch.cat([_resize(phase0[i:i + 64].float(), config.size)
@@ -278,6 +280,10 @@ def load_inputs(stores: list[str], model: str, label_set: int, modality: str = "
         if side < config.crop:
             raise ValueError(f"clip {clip_id}: frames of side {side} are smaller than the "
                              f"crop {config.crop}")
+        if not (np.isfinite(clip["landmarks"]).all()
+                and np.isfinite(clip["pupil_distance"]).all()):
+            raise ValueError(f"clip {clip_id}: landmarks or pupil distances that are not "
+                             "finite; MOL's landmark loss needs them")
         if config.flow and "flow" not in clip:
             raise ValueError(f"clip {clip_id}: the store has no flow (sequences knob flow: "
                              "true), and MOL's flow head needs it (mol.flow: false drops it)")

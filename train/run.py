@@ -24,7 +24,7 @@ import torch
 
 from . import protocols
 from .data import ClipTable
-from .inputs import MODELS, FDPConfig, MOLConfig, as_inputs, load_inputs
+from .inputs import MODELS, FDPConfig, Inputs, MOLConfig, as_inputs, load_inputs
 from .loop import predict, train_fold
 from .metrics import confusion, scores
 from .models.meganet import VARIANTS, GradientAttention
@@ -123,7 +123,7 @@ def run_training(stores: list[str], out: Path, config: TrainConfig, progress: bo
     return metrics
 
 
-def fit_fold(config: TrainConfig, x, y: torch.Tensor, fold: protocols.Fold,
+def fit_fold(config: TrainConfig, x: torch.Tensor | Inputs, y: torch.Tensor, fold: protocols.Fold,
              number: int, n_classes: int, device: torch.device,
              log: Callable[[dict], None]) -> tuple[torch.nn.Module, np.ndarray]:
     """Train fold ``number`` from seeded initial weights; its test clips' probabilities.
