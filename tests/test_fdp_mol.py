@@ -116,7 +116,7 @@ def train_steps(model, batch, loss_of, steps: int, lr: float = 3e-3) -> list[flo
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses
 
 
