@@ -134,9 +134,12 @@ class Inputs:
 
     def batch(self, samples: np.ndarray, train: bool,
               generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The rows' tensors: ``input``, and with labels ``label`` and the model's targets;
+        random augmentation or crops only in training (drawn from ``generator``)."""
         raise NotImplementedError
 
     def loss(self, output, batch: dict[str, torch.Tensor], gamma: float) -> torch.Tensor:
+        """The model's training loss of one batch (``gamma``: MEGANet's focal loss)."""
         raise NotImplementedError
 
     @staticmethod
