@@ -293,28 +293,40 @@ def show(store: str, clip: str, out_png: Path, faces_store: str | None,
 @click.option("--modality", "modalities", multiple=True,
               help="Train once per modality (repeatable) into OUT_DIR/<modality> and write "
                    "OUT_DIR/comparison.md [default: params.yaml's train.modality, into OUT_DIR].")
+@click.option("--model", type=click.Choice(["meganet", "fdp", "mol"]),
+              help="The network [default: params.yaml's train.model]; fdp and mol take their "
+                   "knobs from the params sections of the same name.")
 @click.option("--progress/--no-progress", default=True, help="Print each epoch.")
 def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tuple[str, ...],
-          progress: bool) -> None:
-    """Train and evaluate MEGANet on modality STORES (several form a composite) into OUT_DIR.
+          model: str | None, progress: bool) -> None:
+    """Train and evaluate a model on STORES (several form a composite) into OUT_DIR: MEGANet
+    on modality stores, FDP and MOL on sequences stores.
 
     A store is a directory, an exported .zip, or an http(s) URL of either.
     """
+    from dataclasses import replace
+
+    from mesti.train.inputs import MODEL_CONFIGS
     from mesti.train.run import TrainConfig, compare_modalities, run_training
 
     config = _config(TrainConfig, params, "train")
+    if model:
+        config = replace(config, model=model)
+    model_config = _config(MODEL_CONFIGS[config.model], params, config.model) \
+        if config.model in MODEL_CONFIGS else None
     locations = list(stores)
     wanted = list(modalities) or [config.modality]
+    kind = "modalities" if config.model == "meganet" else "sequences"
     for location in locations:
-        names = _require_store(location, "modalities", "mesti train").names
-        unknown = [m for m in wanted if m not in names]
+        names = _require_store(location, kind, f"mesti train --model {config.model}").names
+        unknown = [m for m in wanted if m not in names] if kind == "modalities" else []
         if unknown:
             raise UserError(f"{location}: no image {', '.join(map(repr, unknown))}; it has "
                             f"{', '.join(names)} (--modality or train.modality)", USAGE)
     if modalities:
         click.echo(compare_modalities(locations, out_dir, config, list(modalities), progress))
         return
-    metrics = run_training(locations, out_dir, config, progress)
+    metrics = run_training(locations, out_dir, config, progress, model_config)
     click.echo(json.dumps({k: metrics[k] for k in ("UF1", "UAR", "ACC", "WF1", "clips",
                                                    "folds", "seconds")}, indent=2))
 
@@ -342,6 +354,26 @@ def predict(stores: tuple[str, ...], run_dir: Path, out_csv: Path | None) -> Non
     same = original.is_file() and original.read_bytes() == out_csv.read_bytes()
     click.echo(f"{count} predictions written to {out_csv}; "
                f"{'identical to' if same else 'DIFFERENT from'} {original}")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True,
+                type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--out", "out_md", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the table here (markdown).")
+def compare(runs: tuple[Path, ...], out_md: Path | None) -> None:
+    """One table of finished training RUNS (folders written by `mesti train`): model, stores,
+    protocol and the pooled UF1, UAR, ACC and WF1."""
+    from mesti.train.compare import runs_table
+
+    try:
+        table = runs_table(list(runs))
+    except (OSError, ValueError, KeyError) as error:
+        raise click.ClickException(str(error)) from error
+    if out_md:
+        out_md.parent.mkdir(parents=True, exist_ok=True)
+        out_md.write_text(table)
+    click.echo(table)
 
 
 def _config(cls, params: Path, section: str):

@@ -42,7 +42,7 @@ from zarr.storage import FsspecStore, LocalStore, ZipStore
 
 LAYOUT_VERSION = 1
 KINDS = ("faces", "modalities", "sequences")
-SEQUENCE_ARRAYS = ("frames", "positions", "landmarks", "pupil_distance", "flow")
+SEQUENCE_ARRAYS = ("frames", "positions", "landmarks", "pupil_distance", "flow")  # flow optional
 INDEX_FIELDS = ("clip_id", "dataset", "subject", "emotion", "label3", "label5", "n_frames")
 SAFE_CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CODECS = frozenset({"bytes", "zstd", "crc32c", "sharding_indexed"})  # the layout's codecs
@@ -371,15 +371,17 @@ class Store:
         return self.array(clip_id, "landmarks")[...]
 
     def sequence(self, clip_id: str) -> dict[str, np.ndarray]:
-        """A sequences-store clip by array name: frames (P, T, S, S) uint8, positions (P, T),
-        landmarks (P, T, 68, 2), pupil_distance (P, T), and flow (P, T-1, S, S, 2) float16
-        where the store holds it (cache/README.md)."""
+        """A sequences store's arrays of one clip by name: frames (P, T, S, S) uint8,
+        positions (P, T), landmarks (P, T, 68, 2), pupil_distance (P, T) and, where the
+        store computed it, flow (P, T - 1, S, S, 2)."""
         if self.kind != "sequences":
-            raise StoreError(f"{self.location}: a {self.kind} store holds no sequences")
-        group = self.root[f"clips/{clip_id}"] if clip_id in self.clip_ids else None
-        if group is None:
+            raise StoreError(f"{self.location}: a {self.kind} store, not a sequences store")
+        if clip_id not in self.clip_ids:
             raise KeyError(f"{self.location}: no clip {clip_id!r}")
-        present = set(group.array_keys())
+        present = set(self.root[f"clips/{clip_id}"].array_keys())
+        missing = set(SEQUENCE_ARRAYS[:-1]) - present
+        if missing:
+            raise StoreError(f"{self.location}: clip {clip_id} lacks {sorted(missing)}")
         return {name: self.array(clip_id, name)[...] for name in SEQUENCE_ARRAYS
                 if name in present}
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from mesti.pipeline import store
+from mesti.train.data import load_clips
 from mesti.train.run import TrainConfig, run_training
 
 from mesti.cli import main
@@ -88,7 +89,7 @@ def test_test_subject_never_reaches_training(stores, tmp_path: Path, monkeypatch
     config = TrainConfig(**{**TINY.__dict__, "epochs": 1, "selection": "validation",
                             "validation_fraction": 0.3})
     run_training(stores, tmp_path / "v", config, progress=False)
-    table = train_run.load_clips(stores, "mesti", 3)
+    table = load_clips(stores, "mesti", 3)
     everyone = set(table.subjects)
     held_out = []
     for train, validation in seen:

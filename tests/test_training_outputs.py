@@ -141,5 +141,5 @@ def test_refusals(stores, tmp_path: Path) -> None:
         run_training([single], tmp_path / "run", TINY, progress=False)
     with pytest.raises(ValueError, match="clip_list"):
         TrainConfig(clip_list="megc2018")
-    with pytest.raises(ValueError, match="model"):
-        TrainConfig(model={"gradient": True})
+    with pytest.raises(ValueError, match="switches"):
+        TrainConfig(switches={"gradient": True})

@@ -17,13 +17,23 @@ THREE_CLASSES = ("negative", "positive", "surprise")
 class ClipTable:
     """One modality image per clip with its label, subject and dataset."""
 
-    images: np.ndarray          # (N, S, S, C) uint8
+    images: np.ndarray | None   # (N, S, S, C) uint8; None for sequence models
     labels: np.ndarray          # (N,) class indices
     classes: list[str]
     clip_ids: np.ndarray
     subjects: np.ndarray        # "dataset/subject": unique across a composite
     datasets: np.ndarray
     skipped: list[str] = field(default_factory=list)  # "store: clip: why" per skipped clip
+    rows: np.ndarray | None = None  # positions in the table as loaded (None: all, in order)
+
+    def subset(self, keep: np.ndarray, labels: np.ndarray | None = None,
+               classes: list[str] | None = None) -> ClipTable:
+        """The rows ``keep`` (a mask or indices), relabelled where ``labels`` is given."""
+        rows = np.arange(len(self.labels)) if self.rows is None else self.rows
+        return ClipTable(None if self.images is None else self.images[keep],
+                         self.labels[keep] if labels is None else labels,
+                         self.classes if classes is None else classes, self.clip_ids[keep],
+                         self.subjects[keep], self.datasets[keep], self.skipped, rows[keep])
 
 
 class BadClip(ValueError):
@@ -151,6 +161,4 @@ def cross_dataset_labels(table: ClipTable, label_set: int, mapping: str) -> Clip
         common = set.intersection(*(set(names[table.datasets == d]) for d in datasets))
         keep = np.array([n in common for n in names])
     classes = sorted(set(names[keep]))
-    return ClipTable(table.images[keep], np.array([classes.index(n) for n in names[keep]]),
-                     classes, table.clip_ids[keep], table.subjects[keep], table.datasets[keep],
-                     table.skipped)
+    return table.subset(keep, np.array([classes.index(n) for n in names[keep]]), classes)

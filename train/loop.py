@@ -1,82 +1,92 @@
-"""Training one fold: focal loss, Adam without a scheduler, flip and rotation augmentation."""
+"""Training one fold: Adam without a scheduler over a model's inputs adapter (MEGANet: focal
+loss, flip and rotation augmentation; FDP and MOL: their own losses and inputs)."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .data import augment
+from .inputs import Inputs, as_inputs, video_means
+from .losses import focal_loss  # noqa: F401  (the benchmark times the loss from here)
 from .metrics import scores
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Mean of -(1 - p_t)^gamma log p_t (Lin et al., ICCV 2017); gamma 0 is cross-entropy."""
-    log_p = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
-    return (-(1 - log_p.exp()) ** gamma * log_p).mean()
-
-
-def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int,
+def predict(model: nn.Module, x: torch.Tensor | Inputs, device: torch.device, batch_size: int,
             channels_last: bool) -> np.ndarray:
-    """Class probabilities (N, K) in evaluation mode."""
+    """Class probabilities (N, K) per video in evaluation mode: the mean over a video's
+    samples (MOL's phase clips), so each video counts once."""
+    inputs = as_inputs(x)
+    samples = inputs.samples(train=False)
     model.eval()
     out = []
     with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            batch = x[start:start + batch_size].to(device)
+        for start in range(0, len(samples), batch_size):
+            batch = inputs.batch(samples[start:start + batch_size], False, None)["input"]
+            batch = batch.to(device)
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            out.append(torch.softmax(model(batch), dim=1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+            out.append(torch.softmax(inputs.logits(model(batch)), dim=1).cpu())
+    if not out:
+        return np.zeros((0, 0))
+    return video_means(torch.cat(out).numpy(), samples[:, 0], len(inputs))
 
 
-def train_fold(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: np.ndarray,
+def train_fold(model: nn.Module, x: torch.Tensor | Inputs, y: torch.Tensor, train: np.ndarray,
                validation: np.ndarray, *, epochs: int, batch_size: int, lr: float,
                weight_decay: float, gamma: float, seed: int, device: torch.device,
-               channels_last: bool, log: Callable[[dict], None],
-               online_augment: bool = True) -> nn.Module:
+               channels_last: bool, log: Callable[[dict], None], steps: int = 0) -> nn.Module:
     """Train on ``train``; keep the last epoch's model, or the best on ``validation``.
 
-    ``online_augment`` draws a random flip and rotation per image and batch; switch it off
-    when ``train`` already indexes an offline expanded set.
-
+    ``x`` is MEGANet's image tensor or a model's inputs adapter (train/inputs.py). With
+    ``steps`` > 0 training stops after that many optimiser steps (``epochs`` is ignored).
     The test fold never reaches this function, so it cannot pick the model.
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    inputs = as_inputs(x, y)
+    training = inputs[train]
+    samples = training.samples(train=True)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     n_classes = model.head.out_features
-    best, best_score = None, -1.0
-    for epoch in range(1, epochs + 1):
+    best, best_score, done = None, -1.0, 0
+    for epoch in itertools.count(1):
+        if (steps and done >= steps) or (not steps and epoch > epochs):
+            break
         model.train()
-        order = train[torch.randperm(len(train), generator=generator).numpy()]
+        order = samples[torch.randperm(len(samples), generator=generator).numpy()]
         total, correct, seen = 0.0, 0, 0
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
+            if steps and done >= steps:
+                break
             if len(index) < 2:  # batch norm needs two samples
                 continue
-            batch = (augment(x[index], generator) if online_augment else x[index]).to(device)
+            batch = {k: v.to(device) for k, v in training.batch(index, True, generator).items()}
             if channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            target = y[index].to(device)
-            logits = model(batch)
-            loss = focal_loss(logits, target, gamma)
+                batch["input"] = batch["input"].contiguous(memory_format=torch.channels_last)
+            output = model(batch["input"])
+            loss = training.loss(output, batch, gamma)
+            logits = training.logits(output)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            done += 1
             total += float(loss.detach()) * len(index)
-            correct += int((logits.argmax(1) == target).sum())
+            correct += int((logits.argmax(1) == batch["label"]).sum())
             seen += len(index)
+        if steps and not seen:
+            raise ValueError(f"no training batch of two samples from {len(samples)} samples")
         row = {"epoch": epoch, "loss": total / max(seen, 1), "accuracy": correct / max(seen, 1)}
         if len(validation):
-            probabilities = predict(model, x[validation], device, batch_size, channels_last)
+            probabilities = predict(model, inputs[validation], device, batch_size, channels_last)
             row["validation_uf1"] = scores(y[validation].numpy(), probabilities.argmax(1),
                                            n_classes)["UF1"]
             if row["validation_uf1"] > best_score:

@@ -64,7 +64,7 @@ def predict_run(stores: list[str], run_dir: Path, out_csv: Path) -> int:
         if missing:
             raise ValueError(f"fold {fold['fold']}: test clips {missing} are not in {stores}")
         test = np.array([where[tuple(t)] for t in fold["test"]], np.int64)
-        model = build(config.variant, len(table.classes), **config.model)
+        model = build(config.variant, len(table.classes), **config.switches)
         state = torch.load(run_dir / WEIGHTS / fold["file"], map_location="cpu",
                            weights_only=True)
         model.load_state_dict(state)

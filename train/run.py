@@ -1,4 +1,5 @@
-"""A training run: a protocol's folds, MEGANet per fold, pooled metrics and figures.
+"""A training run: a protocol's folds, one model per fold (MEGANet, FDP or MOL), pooled
+metrics and figures.
 
 Everything lands in one run folder: ``metrics.json`` (for ``dvc metrics show``),
 ``config.json`` (the settings and stores),
@@ -33,9 +34,10 @@ from .data import (
     to_tensor,
 )
 from .determinism import deterministic
+from .inputs import MODELS, FDPConfig, ImageInputs, Inputs, MOLConfig, as_inputs, load_inputs
 from .loop import predict, train_fold
 from .metrics import confusion, scores
-from .models.meganet import SWITCHES, VARIANTS, GradientAttention, build
+from .models.meganet import SWITCHES, VARIANTS, GradientAttention
 from .predict import save_fold
 
 
@@ -44,10 +46,11 @@ class TrainConfig:
     """Knobs of the train stage (params.yaml section ``train``)."""
 
     protocol: str = "loso"            # loso | lodo | holdout (subject-dependent) | cross
+    model: str = "meganet"            # meganet | fdp | mol (their knobs: sections fdp, mol)
     labels: int = 3                   # 3 or 5 classes
     modality: str = "mesti"           # any image of the store: mesti, dynamic_raw, apex_frame...
     variant: str = "meganet"          # a name of train.model.VARIANTS (the ablations)
-    model: dict = field(default_factory=dict)  # MEGANet switches set on top of the variant
+    switches: dict = field(default_factory=dict)  # MEGANet switches set on top of the variant
     input_size: int = 112             # measured knee of CPU step time; see README
     epochs: int = 50
     batch_size: int = 16
@@ -73,12 +76,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
-        object.__setattr__(self, "model", dict(self.model))
+        object.__setattr__(self, "switches", dict(self.switches))
         checks = {
             "protocol": self.protocol in protocols.SUBJECT_INDEPENDENT,
+            "model": self.model in MODELS,
             "labels": self.labels in (3, 5),
             "variant": self.variant in VARIANTS,
-            "model": set(self.model) <= set(SWITCHES),
+            "switches": set(self.switches) <= set(SWITCHES),
             "seeds": all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
             and len(set(self.seeds)) == len(self.seeds),
             "clip_list": self.clip_list in clip_lists.NAMES,
@@ -102,15 +106,19 @@ class TrainConfig:
             raise ValueError(f"invalid train settings: {', '.join(bad)} must hold")
 
 
-def run_training(stores: list[str], out: Path, config: TrainConfig,
-                 progress: bool = True) -> dict:
+def run_training(stores: list[str], out: Path, config: TrainConfig, progress: bool = True,
+                 model_config: FDPConfig | MOLConfig | None = None) -> dict:
     """Train and evaluate under ``config.protocol``, once per seed; write the run folder;
-    return metrics (over several seeds: their means, with ``std`` and ``per_seed``)."""
+    return metrics (over several seeds: their means, with ``std`` and ``per_seed``).
+
+    MEGANet reads modality stores; FDP and MOL read sequences stores, with ``model_config``
+    (sections ``fdp`` / ``mol``; their defaults when None).
+    """
     if len(config.seeds) <= 1:
         seed = config.seeds[0] if config.seeds else config.seed
-        return _train_once(stores, out, replace(config, seed=seed), progress)
+        return _train_once(stores, out, replace(config, seed=seed), progress, model_config)
     runs = [_train_once(stores, out / f"seed_{s}", replace(config, seed=s, seeds=()),
-                        progress) for s in config.seeds]
+                        progress, model_config) for s in config.seeds]
     metrics = report.aggregate_seeds(runs, list(config.seeds))
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(
@@ -125,8 +133,14 @@ def run_training(stores: list[str], out: Path, config: TrainConfig,
 def prepare_table(stores: list[str], config: TrainConfig) -> ClipTable:
     """The clips a run evaluates on: the stores' labelled clips, one label vocabulary
     across datasets, restricted to the named clip list (exactly, or an error)."""
-    loaded = load_clips(stores, config.modality, config.labels, config.on_bad_clip)
-    table = cross_dataset_labels(loaded, config.labels, config.label_mapping)
+    return select_clips(load_clips(stores, config.modality, config.labels, config.on_bad_clip),
+                        config, stores)
+
+
+def select_clips(table: ClipTable, config: TrainConfig, stores: list[str]) -> ClipTable:
+    """A loaded table with one label vocabulary across datasets, restricted to the named
+    clip list (exactly, or an error)."""
+    table = cross_dataset_labels(table, config.labels, config.label_mapping)
     if config.clip_list == "none":
         return table
     if config.labels != 3:
@@ -135,25 +149,28 @@ def prepare_table(stores: list[str], config: TrainConfig) -> ClipTable:
     keep = clip_lists.select(
         config.clip_list, table.datasets, np.array([s.split("/", 1)[1] for s in table.subjects]),
         table.clip_ids, [table.classes[i] for i in table.labels], stores)
-    return ClipTable(table.images[keep], table.labels[keep], table.classes,
-                     table.clip_ids[keep], table.subjects[keep], table.datasets[keep],
-                     table.skipped)
+    return table.subset(keep)
 
 
-def _train_once(stores: list[str], out: Path, config: TrainConfig, progress: bool) -> dict:
+def _train_once(stores: list[str], out: Path, config: TrainConfig, progress: bool,
+                model_config: FDPConfig | MOLConfig | None) -> dict:
     """One seed's run folder."""
     with deterministic(config.deterministic) as determinism:
-        return _train_seed(stores, out, config, progress, determinism)
+        return _train_seed(stores, out, config, progress, determinism, model_config)
 
 
 def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: bool,
-                determinism: dict) -> dict:
+                determinism: dict, model_config: FDPConfig | MOLConfig | None) -> dict:
     started = time.perf_counter()
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
                           else "cpu" if config.device == "auto" else config.device)
-    table = prepare_table(stores, config)
+    if config.model == "meganet":
+        table = prepare_table(stores, config)
+        x = to_tensor(table.images, config.input_size)
+    else:
+        table, x = load_inputs(stores, config.model, config.labels, config=model_config,
+                               select=lambda loaded: select_clips(loaded, config, stores))
     folds = _folds(table, config)
-    x = to_tensor(table.images, config.input_size)
     y = torch.from_numpy(table.labels)
     out.mkdir(parents=True, exist_ok=True)
     probabilities = np.zeros((len(table.labels), len(table.classes)))
@@ -177,8 +194,9 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         fold_scores = scores(table.labels[fold.test], p.argmax(1), len(table.classes))
         fold_rows.append({"fold": name, "train": len(fold.train), "validation":
                           len(fold.validation), "test": len(fold.test), **fold_scores})
-        if len(maps) < config.figure_clips and model.attention_position == "input" and \
-                isinstance(model.input_attention, GradientAttention):
+        if len(maps) < config.figure_clips and isinstance(
+                getattr(model, "input_attention", None), GradientAttention) and \
+                model.attention_position == "input":
             maps += _attention_maps(model, x, table, fold.test, device,
                                     config.figure_clips - len(maps))
     tested = fold_of != ""
@@ -205,30 +223,37 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
                                                            table.labels, strict=True)])},
          "augment": {"mode": config.augment,
                      "copies_per_clip": EXPANSION if config.augment == "expand" else 1},
-         "determinism": determinism}, indent=2) + "\n")
+         "determinism": determinism,
+         **({config.model: asdict(x.config)} if config.model != "meganet" else {})},
+        indent=2) + "\n")
     (out / "report.md").write_text(report.markdown(metrics, f"{config.variant} on "
                                                    f"{', '.join(map(str, stores))}"))
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
     return metrics
 
 
-def fit_fold(config: TrainConfig, x: torch.Tensor, y: torch.Tensor, fold: protocols.Fold,
+def fit_fold(config: TrainConfig, x: torch.Tensor | Inputs, y: torch.Tensor, fold: protocols.Fold,
              number: int, n_classes: int, device: torch.device,
              log: Callable[[dict], None]) -> tuple[torch.nn.Module, np.ndarray]:
-    """Train fold ``number`` from seeded initial weights; its test clips' probabilities."""
+    """Train fold ``number`` from seeded initial weights; its test clips' probabilities.
+
+    ``x``: MEGANet's images or a model's inputs adapter (train/inputs.py).
+    """
     torch.manual_seed(config.seed + number)  # the initial weights too, not only the batches
     train = fold.train
-    if config.augment == "expand":  # the expanded copies of the training clips, appended
-        x = torch.cat([x, expand(x[fold.train])])
-        y = torch.cat([y, y[fold.train].repeat(EXPANSION)])
-        train = np.arange(len(y) - EXPANSION * len(fold.train), len(y))
-    model = train_fold(build(config.variant, n_classes, **config.model), x, y, train,
-                       fold.validation, epochs=config.epochs, batch_size=config.batch_size,
-                       lr=config.lr, weight_decay=config.weight_decay, gamma=config.gamma,
-                       seed=config.seed + number, device=device,
-                       channels_last=config.channels_last, log=log,
-                       online_augment=config.augment == "online")
-    return model, predict(model, x[fold.test], device, config.batch_size, config.channels_last)
+    if config.model == "meganet":
+        if config.augment == "expand":  # the expanded copies of the training clips, appended
+            x = torch.cat([x, expand(x[fold.train])])
+            y = torch.cat([y, y[fold.train].repeat(EXPANSION)])
+            train = np.arange(len(y) - EXPANSION * len(fold.train), len(y))
+        x = ImageInputs(x, y, config.switches, augment=config.augment == "online")
+    inputs = as_inputs(x, y)
+    settings = inputs.settings(config)
+    model = train_fold(inputs.build(config.variant, n_classes), inputs, y, train,
+                       fold.validation, seed=config.seed + number, device=device, log=log,
+                       **settings)
+    return model, predict(model, inputs[fold.test], device, settings["batch_size"],
+                          settings["channels_last"])
 
 
 def compare_modalities(stores: list[str], out: Path, config: TrainConfig,
@@ -265,7 +290,8 @@ def _folds(table: ClipTable, config: TrainConfig) -> list[protocols.Fold]:
 def _attention_maps(model, x, table: ClipTable, test: np.ndarray, device, count: int) -> list:
     model.eval()
     with torch.no_grad():
-        batch = x[test[:count]].to(device)
+        inputs = as_inputs(x)[test[:count]]
+        batch = inputs.batch(inputs.samples(train=False), False, None)["input"].to(device)
         attention = model.input_attention.attention_map(batch)[:, 0].cpu().numpy()
     return [(table.clip_ids[i], table.classes[table.labels[i]], table.images[i], a)
             for i, a in zip(test[:count], attention, strict=True)]
