@@ -90,8 +90,8 @@ def run_faces(manifest: Path, out: Path, config: FacesConfig,
     """
     started = time.perf_counter()
     out = Path(out).resolve()
+    records = read_manifest(manifest)  # a bad manifest is named before the store is looked at
     store.check_owned(out, "faces")
-    records = read_manifest(manifest)
     if not records:
         raise EmptyInput(f"{manifest}: the manifest lists no clip; nothing to do, and {out} "
                          "is left as it is")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from mesti.pipeline import store
+from mesti.pipeline.sequences import DIMENSIONS
 
 LABELS = ("negative", "positive", "surprise")
 
@@ -40,7 +41,8 @@ def sequences_store(path: Path, dataset: str, subjects: int, seed: int, *, side:
             attrs = {"dataset": dataset, "subject": f"s{s}", "clip_id": clip_id,
                      "emotion": label, "label3": label, "label5": None, "n_frames": p * length,
                      "size": side, "sampling": "uniform", "length": length, "phases": p}
-            store.write_clip(path, clip_id, arrays, attrs, f"key-{clip_id}")
+            store.write_clip(path, clip_id, arrays, attrs, f"key-{clip_id}",
+                             dimensions={k: DIMENSIONS[k] for k in arrays})
             ids.append(clip_id)
     store.finalise(path, ids, {})
     return str(path)

@@ -49,16 +49,16 @@ def test_composite_from_dataset_shaped_stores_is_exactly_the_list(tmp_path: Path
     stores = [list_store(tmp_path / "c.zarr", "casme2", listed("casme2") + extra_casme2),
               list_store(tmp_path / "s.zarr", "samm", listed("samm")),
               list_store(tmp_path / "h.zarr", "smic", listed("smic"))]
-    config = TrainConfig(input_size=4, clip_list="megc2019")
+    config = TrainConfig(input_size=16, clip_list="megc2019")
     table = prepare_table(stores, config)
     assert len(table.labels) == 442 and len(set(table.subjects)) == 68
     assert "sub04_EP12_01f" not in set(table.clip_ids)
-    everything = prepare_table(stores[:1], TrainConfig(input_size=4,
+    everything = prepare_table(stores[:1], TrainConfig(input_size=16,
                                                        clip_list="casme2_3class_all"))
     assert len(everything.labels) == 147
-    assert len(prepare_table(stores, TrainConfig(input_size=4)).labels) == 444
+    assert len(prepare_table(stores, TrainConfig(input_size=16)).labels) == 444
     with pytest.raises(ClipListError, match="covers"):
-        prepare_table(stores, TrainConfig(input_size=4, clip_list="casme2_3class_all"))
+        prepare_table(stores, TrainConfig(input_size=16, clip_list="casme2_3class_all"))
 
 
 def test_missing_clips_are_named_with_the_stage_that_lost_them(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_missing_clips_are_named_with_the_stage_that_lost_them(tmp_path: Path) -
                               {"clip_id": names[2], "stage": "modalities",
                                "code": "decode_error", "message": "bad frame"}]})
     with pytest.raises(ClipListError) as caught:
-        prepare_table([location], TrainConfig(input_size=4, clip_list="megc2019"))
+        prepare_table([location], TrainConfig(input_size=16, clip_list="megc2019"))
     text = str(caught.value)
     lines = {n: next(line for line in text.splitlines() if n.split("_", 1)[1] in line)
              for n in names}
@@ -98,4 +98,4 @@ def test_missing_clips_are_named_with_the_stage_that_lost_them(tmp_path: Path) -
     # a clip recorded nowhere is absent
     with pytest.raises(ClipListError, match="absent"):
         prepare_table([list_store(tmp_path / "n.zarr", "casme2", kept)],
-                      TrainConfig(input_size=4, clip_list="megc2019"))
+                      TrainConfig(input_size=16, clip_list="megc2019"))

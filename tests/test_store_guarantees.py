@@ -103,7 +103,7 @@ def test_a_store_of_another_kind_or_a_file_is_refused(built: Path, work: Path) -
     result = stage(built, "modalities", work / "faces.zarr", work / "faces.zarr")
     assert result.exit_code == 1 and "a faces store, not a modalities store" in result.output
     result = stage(built, "modalities", work / "modalities.zarr", work / "new.zarr")
-    assert result.exit_code == 1 and "computed from a faces store" in result.output
+    assert result.exit_code == 2 and "needs a faces store" in result.output
     with pytest.raises(store.NotOwned, match="not a folder"):
         run_faces(built / "manifest" / "manifest.csv", work / "a_file", FacesConfig(), SERIAL)
     result = stage(built, "faces", built / "manifest" / "manifest.csv", work / "a_file")
@@ -119,7 +119,7 @@ def test_an_empty_manifest_is_refused_and_deletes_nothing(built: Path, work: Pat
     empty.write_text((built / "manifest" / "manifest.csv").read_text().splitlines()[0] + "\n")
     before = tree(work)
     result = stage(built, "faces", empty, work / "faces.zarr")
-    assert result.exit_code == 1 and "lists no clip" in result.output
+    assert result.exit_code == 1 and "no clip" in result.output
     assert tree(work) == before
     # a faces store with no clip gives modalities nothing to do
     store.open_for_writing(work / "none.zarr", "faces", {"dataset": "casme2"})

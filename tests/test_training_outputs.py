@@ -109,7 +109,7 @@ def test_expand_multiplies_the_training_set(stores, tmp_path: Path, monkeypatch)
     real = train_run.train_fold
 
     def spy(model, x, y, train, validation, **kwargs):
-        seen.append((len(x), len(train), kwargs["online_augment"]))
+        seen.append((len(x), len(train), x.augment))
         return real(model, x, y, train, validation, **kwargs)
 
     monkeypatch.setattr(train_run, "train_fold", spy)

@@ -440,7 +440,8 @@ def test_stores_of_the_wrong_kind_or_missing(work: Path, stores: dict[str, Path]
     before = digest(work)
     empty = ["--params", work / "empty.yaml"]
     one_line_error(invoke("train", stores["faces"], work / "run", *empty), 2,
-                   f"{stores['faces']}: is a faces store; mesti train needs a modalities store")
+                   f"{stores['faces']}: is a faces store; mesti train --model meganet needs a "
+                   "modalities store")
     one_line_error(invoke("modalities", stores["modalities"], work / "out.zarr", *empty), 2,
                    "is a modalities store; mesti modalities needs a faces store")
     one_line_error(invoke("train", work / "missing.zarr", work / "run", *empty), 1,
