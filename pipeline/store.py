@@ -23,7 +23,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from .reader import LAYOUT_VERSION
+from .reader import LAYOUT_VERSION, MANIFEST_FIELDS
 
 # Equalised face crops are sensor noise at the pixel level: zstd shrinks them by 1.2x for
 # 3.4x the write time, so faces are stored with checksums only. Pooled images are mostly
@@ -38,12 +38,9 @@ def content_key(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# The manifest fields a faces clip carries, and those a modality clip copies from it.
-MANIFEST_FIELDS = ("dataset", "subject", "clip_id", "source", "kind", "frames", "frame_numbers",
-                   "onset", "apex", "offset", "emotion", "label3", "label5", "action_units",
-                   "fps")
-MODALITY_FIELDS = ("dataset", "subject", "clip_id", "emotion", "label3", "label5", "n_frames",
-                   "frame_numbers", "onset", "apex", "offset", "fps")
+# A faces clip carries MANIFEST_FIELDS (defined with the reader's index); a modality clip
+# copies every one of them from its faces clip, and the window length.
+MODALITY_FIELDS = (*MANIFEST_FIELDS, "n_frames")
 
 
 def faces_key(clip: dict, params: dict, versions: dict, model_sha256: str,

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import fakes
+from loopback import RangeHandler, serve
 import numpy as np
 import pytest
 import zarr
@@ -249,39 +250,6 @@ def test_export_refuses_a_corrupt_store(built: Path, tmp_path: Path) -> None:
 
 
 # over HTTP --------------------------------------------------------------------------------
-
-
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """A static file server that honours single HTTP range requests, as real ones do."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def send_head(self):
-        match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
-        path = Path(self.translate_path(self.path))
-        if not match or not path.is_file():
-            return super().send_head()
-        size = path.stat().st_size
-        first, last = match.groups()
-        start = size - int(last) if not first else int(first)
-        end = min(int(last), size - 1) if first and last else size - 1
-        with path.open("rb") as handle:
-            handle.seek(max(start, 0))
-            body = handle.read(end - start + 1)
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        return io.BytesIO(body)
-
-
-def serve(directory: Path, handler: type):
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
 
 
 @pytest.fixture(scope="module")

@@ -39,14 +39,14 @@ def load_clips(stores: list[str], modality: str, label_set: int) -> ClipTable:
         if modality not in store.names:
             raise ValueError(f"{location} has no image {modality!r}; it has {store.names}")
         index = store.index
-        keep = [i for i, label in enumerate(index[field]) if label]
-        chosen = [store.clip_ids[i] for i in keep]
+        index = index[[bool(label) for label in index[field]]]
+        chosen = list(index["clip_id"])
         if chosen:
             images.append(store.images(modality, chosen))
-        names += [index[field][i] for i in keep]
+        names += list(index[field])
         ids += chosen
-        subjects += [f"{index['dataset'][i]}/{index['subject'][i]}" for i in keep]
-        datasets += [index["dataset"][i] for i in keep]
+        subjects += [f"{d}/{s}" for d, s in zip(index["dataset"], index["subject"], strict=True)]
+        datasets += list(index["dataset"])
     if not ids:
         raise ValueError(f"no clip in {stores} has a {label_set}-class label")
     classes = list(THREE_CLASSES) if label_set == 3 else sorted(set(names))
