@@ -2,23 +2,20 @@
 and a loopback HTTP server: corruption and tampering are found and named, exports round-trip,
 and the reader refuses what is not a store it can trust."""
 
-import functools
 import hashlib
 import http.server
-import io
 import json
 import re
 import shutil
-import threading
 import zipfile
 from pathlib import Path
 
 import fakes
-from loopback import RangeHandler, serve
 import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from loopback import RangeHandler, serve
 from mesti.pipeline.cache_tools import CHECKSUMS, MANIFEST, export_store, store_info, verify_store
 from mesti.pipeline.faces import FacesConfig
 from mesti.pipeline.reader import StoreError, open_store

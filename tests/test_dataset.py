@@ -102,7 +102,7 @@ def test_classes_subjects_groups_and_scikit_learn(small_stores: Path) -> None:
 
 
 def test_bad_arguments_are_clear_errors(small_stores: Path) -> None:
-    with pytest.raises(KeyError, match="no image 'nope'.*mesti"):
+    with pytest.raises(KeyError, match=r"no image .nope.*mesti"):
         mesti.MestiDataset(small_stores / "modalities.zarr", image="nope")
     with pytest.raises(ValueError, match="modality store"):
         mesti.MestiDataset(small_stores / "faces.zarr")

@@ -117,7 +117,10 @@ class MestiDataset(torch.utils.data.Dataset):
         if protocol == "loso":
             return protocols.loso(self.groups)
         if protocol == "holdout":
-            return protocols.holdout(self.targets, 0.1, 0)
+            from .run import TrainConfig  # the trainer's default fraction and seed
+
+            defaults = TrainConfig()
+            return protocols.holdout(self.targets, defaults.holdout_fraction, defaults.seed)
         if protocol.startswith("cross:") and "->" in protocol:
             train_on, test_on = protocol.removeprefix("cross:").split("->", 1)
             return protocols.cross(self.datasets, train_on, test_on)
