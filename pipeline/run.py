@@ -20,12 +20,14 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mesti.datasets_manifest.licences import licence
 from mesti.datasets_manifest.manifest import read_manifest
 from tqdm import tqdm
 
 from . import store
 from .faces import FacesConfig, model_checksum
 from .reader import open_store
+from .sample import TRUTH_NAME
 from .stages import ModalitiesConfig, faces_clip, modalities_clip
 
 # The modules whose code decides each stage's output (hashed into every clip's key).
@@ -69,7 +71,11 @@ def run_faces(manifest: Path, out: Path, config: FacesConfig,
     context = {"versions": store.versions("mediapipe", "opencv-contrib-python", code=FACES_CODE),
                "model_sha256": model_checksum()}
     out = out.resolve()
+    # the generated sample leaves its truth file beside the dataset folder it wrote
+    synthetic = bool(records) and any((folder / TRUTH_NAME).is_file() for folder in
+                                      (Path(records[0].root), Path(records[0].root).parent))
     store.open_for_writing(out, "faces", {"dataset": dataset, "source": str(manifest),
+                                          "licence": licence(dataset, synthetic),
                                           "params": asdict(config), **context})
     tasks = []
     for record in records:
@@ -99,6 +105,7 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
     out = out.resolve()
     store.open_for_writing(out, "modalities", {
         "dataset": source.attrs.get("dataset", ""), "source": str(faces),
+        "licence": source.attrs.get("licence") or licence(source.attrs.get("dataset", "")),
         "params": asdict(config), "images": config.names, **context})
     statuses = _map(modalities_clip, source.clip_ids, cluster, "modalities", key=str,
                     faces_path=str(Path(faces).resolve()), store_path=str(out), config=config,
@@ -119,7 +126,11 @@ def _report(stage: str, metrics: dict, statuses: list[dict], outputs: StageOutpu
     """Write the metrics and the failures table, then enforce the failure bound."""
     if outputs.metrics:
         outputs.metrics.parent.mkdir(parents=True, exist_ok=True)
-        outputs.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+        # seconds differ run to run: beside the metrics, not in them (DVC locks the metrics)
+        tracked = {k: v for k, v in metrics.items() if k != "seconds"}
+        outputs.metrics.write_text(json.dumps(tracked, indent=2) + "\n")
+        outputs.metrics.with_suffix(".timing.json").write_text(
+            json.dumps({"seconds": metrics.get("seconds")}) + "\n")
     if outputs.failures:
         outputs.failures.parent.mkdir(parents=True, exist_ok=True)
         with outputs.failures.open("w", newline="") as handle:
