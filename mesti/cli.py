@@ -269,21 +269,25 @@ def sequences(faces_store: Path, store: Path, params: Path, **options) -> None:
 @main.command()
 @click.argument("store")
 @click.argument("clip")
-@click.argument("out_png", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--faces", "faces_store",
-              help="Faces store [default: the one the modality store was made from].")
+              help="Faces store for the crops [default: the one the modality store was made "
+                   "from, or a store of that name beside it; without one, pooled images only].")
 @click.option("--image", "images", multiple=True, default=("mesti", "dynamic_raw"),
-              help="Pooled images to draw beside the crops (repeatable).")
-def show(store: str, clip: str, out_png: Path, faces_store: str | None,
+              help="Pooled images to draw (repeatable); an unknown name is an error.")
+def show(store: str, clip: str, out: Path, faces_store: str | None,
          images: tuple[str, ...]) -> None:
-    """Draw CLIP's onset, apex and offset crops beside its MESTI and dynamic image."""
-    from mesti.pipeline.reader import StoreError
+    """Draw CLIP's pooled images with their scales and, with its faces store, the onset, apex
+    and offset crops and the apex-onset difference. OUT is .png, .pdf or .svg."""
     from mesti.pipeline.show import show_clip
 
     try:
-        click.echo(show_clip(store, clip, out_png, faces_store, images))
-    except (StoreError, KeyError) as error:
+        written, note = show_clip(store, clip, out, faces_store, images)
+    except (ValueError, KeyError) as error:  # StoreError is a ValueError
         raise click.ClickException(str(error)) from error
+    if note:
+        click.echo(note, err=True)
+    click.echo(written)
 
 
 @main.command()
@@ -296,7 +300,8 @@ def show(store: str, clip: str, out_png: Path, faces_store: str | None,
 @click.option("--model", type=click.Choice(["meganet", "fdp", "mol"]),
               help="The network [default: params.yaml's train.model]; fdp and mol take their "
                    "knobs from the params sections of the same name.")
-@click.option("--progress/--no-progress", default=True, help="Print each epoch.")
+@click.option("--progress/--no-progress", default=True,
+              help="Show a progress bar: folds x epochs, with the time left.")
 def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tuple[str, ...],
           model: str | None, progress: bool) -> None:
     """Train and evaluate a model on STORES (several form a composite) into OUT_DIR: MEGANet

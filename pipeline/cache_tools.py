@@ -285,6 +285,7 @@ def store_info(location: str | Path) -> dict:
         info = {
             "location": str(location), "kind": store.kind, "layout": attrs["mesti_store"],
             "dataset": attrs.get("dataset"), "source": attrs.get("source"),
+            "licence": attrs.get("licence"),
             "complete": attrs.get("complete") is True, "n_clips": len(store.clip_ids),
             "failures": len(attrs.get("failures") or []),
             "params": attrs.get("params"), "versions": attrs.get("versions"),
@@ -315,6 +316,7 @@ def format_info(info: dict) -> str:
     """``store_info``'s answer as a few aligned lines for a terminal."""
     lines = [f"{info['kind']} store {info['location']} (layout {info['layout']})",
              f"  dataset    {info['dataset']}",
+             *_licence_lines(info.get("licence")),
              f"  complete   {'yes' if info['complete'] else 'NO: a run did not finish'}",
              f"  clips      {info['n_clips']} ({info['failures']} failed and left out)"]
     if "images" in info:
@@ -335,6 +337,17 @@ def format_info(info: dict) -> str:
             f"{clip.get('subject')}  {clip.get('label3')}  {shapes}"
         lines.append(f"  {clip['clip_id']:<{width}}  {detail}")
     return "\n".join(lines)
+
+
+def _licence_lines(licence: dict | None) -> list[str]:
+    """What a receiving lab may do with the store: the source dataset's name, terms and
+    citation (a store from before licences were recorded says so)."""
+    if not licence:
+        return ["  licence    not recorded: ask whoever made this store before using it"]
+    lines = [f"  source     {licence.get('name')}", f"  licence    {licence.get('terms')}"]
+    if licence.get("citation"):
+        lines.append(f"  cite       {licence['citation']}")
+    return lines
 
 
 # export ----------------------------------------------------------------------------------
@@ -411,7 +424,8 @@ def _manifest(store: Store, files: int, size: int) -> dict:
     manifest = {
         "format": "mesti store export", "export_version": EXPORT_VERSION,
         "store_layout": attrs["mesti_store"], "kind": store.kind,
-        "dataset": attrs.get("dataset"), "clips": store.clip_ids,
+        "dataset": attrs.get("dataset"), "licence": attrs.get("licence"),
+        "clips": store.clip_ids,
         "failures": len(attrs.get("failures") or []), "provenance": provenance,
         "store_files": files, "store_bytes": size, "checksums": CHECKSUMS,
         "exported_with": writer.versions(),

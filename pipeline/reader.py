@@ -2,7 +2,7 @@
 
     from mesti.pipeline.reader import open_store
     store = open_store("cache/modalities/sample.zarr")
-    store.index["label3"]                  # one entry per clip, in store order
+    store.index                            # a pandas DataFrame, one row per clip in store order
     store.image("sub01_EP01_05f", "mesti")  # (224, 224, 3) uint8
     store.images("mesti")                  # (N, 224, 224, 3) uint8, in index order
     open_store("cache/sequences/sample.zarr").sequence("sub01_EP01_05f")["landmarks"]
@@ -43,7 +43,12 @@ from zarr.storage import FsspecStore, LocalStore, ZipStore
 LAYOUT_VERSION = 1
 KINDS = ("faces", "modalities", "sequences")
 SEQUENCE_ARRAYS = ("frames", "positions", "landmarks", "pupil_distance", "flow")  # flow optional
-INDEX_FIELDS = ("clip_id", "dataset", "subject", "emotion", "label3", "label5", "n_frames")
+# The manifest fields every clip of either kind carries (the manifest's ``root``, a path on the
+# machine that built the store, is left out), and the index's columns: those plus n_frames.
+MANIFEST_FIELDS = ("dataset", "subject", "clip_id", "source", "kind", "frames", "frame_numbers",
+                   "onset", "apex", "offset", "emotion", "label3", "label5", "action_units",
+                   "fps")
+INDEX_FIELDS = (*MANIFEST_FIELDS, "n_frames")
 SAFE_CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CODECS = frozenset({"bytes", "zstd", "crc32c", "sharding_indexed"})  # the layout's codecs
 
@@ -357,10 +362,15 @@ class Store:
         return self._clip_attrs[clip_id]
 
     @property
-    def index(self) -> dict[str, np.ndarray]:
-        """One column per field, one entry per clip (``pandas.DataFrame(store.index)``)."""
+    def index(self):  # -> pandas.DataFrame (pandas is imported here, not by the reader)
+        """A pandas DataFrame: one row per clip in store order, one column per manifest field
+        plus ``n_frames`` (missing values are None; ``frames`` and ``frame_numbers`` are lists).
+        """
+        import pandas as pd
+
         rows = [self.clip_attrs(c) for c in self.clip_ids]
-        return {f: np.array([r.get(f) for r in rows], dtype=object) for f in INDEX_FIELDS}
+        return pd.DataFrame({f: pd.Series([r.get(f) for r in rows], dtype=object)
+                             for f in INDEX_FIELDS})
 
     def frames(self, clip_id: str) -> np.ndarray:
         """Aligned, equalised frames (T, S, S, 3) uint8 of a faces store."""

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mesti.datasets_manifest.licences import licence
 from mesti.datasets_manifest.manifest import read_manifest
 from tqdm import tqdm
 
@@ -27,6 +28,7 @@ from . import store
 from .apex import ESTIMATORS
 from .faces import ATTEMPTS, FacesConfig, model_checksum
 from .reader import open_store
+from .sample import TRUTH_NAME
 from .sequences import SequencesConfig, sequences_clip
 from .stages import ModalitiesConfig, faces_clip, modalities_clip
 
@@ -96,6 +98,9 @@ def run_faces(manifest: Path, out: Path, config: FacesConfig,
         raise EmptyInput(f"{manifest}: the manifest lists no clip; nothing to do, and {out} "
                          "is left as it is")
     dataset = records[0].dataset
+    # the generated sample leaves its truth file beside the dataset folder it wrote
+    synthetic = any((folder / TRUTH_NAME).is_file() for folder in
+                    (Path(records[0].root), Path(records[0].root).parent))
     tasks = []
     for record in records:
         row = asdict(record)
@@ -106,6 +111,7 @@ def run_faces(manifest: Path, out: Path, config: FacesConfig,
                                               code=FACES_CODE),
                    "model_sha256": model_checksum()}
         store.open_for_writing(out, "faces", {"dataset": dataset, "source": str(manifest),
+                                              "licence": licence(dataset, synthetic),
                                               "params": asdict(config), **context})
         statuses = _map(faces_clip, tasks, cluster, "faces", key=lambda row: row["clip_id"],
                         store_path=str(out), config=config, context=context)
@@ -133,13 +139,14 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
     """
     started = time.perf_counter()
     out = Path(out).resolve()
-    clip_ids, dataset = _faces_input(faces, out, "modalities")
+    clip_ids, attrs = _faces_input(faces, out, "modalities")
     with store.writer_lock(out, "modalities"):
         context = {"versions": store.versions("numba", "opencv-contrib-python",
                                               code=MODALITIES_CODE)}
         store.open_for_writing(out, "modalities", {
-            "dataset": dataset, "source": str(faces), "params": asdict(config),
-            "images": config.names, **context})
+            "dataset": attrs.get("dataset", ""), "source": str(faces),
+            "licence": attrs.get("licence") or licence(attrs.get("dataset", "")),
+            "params": asdict(config), "images": config.names, **context})
         statuses = _map(modalities_clip, clip_ids, cluster, "modalities", key=str,
                         faces_path=str(Path(faces).resolve()), store_path=str(out),
                         config=config, context=context)
@@ -158,8 +165,8 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
     return _report("modalities", metrics, statuses, outputs)
 
 
-def _faces_input(faces: Path, out: Path, kind: str) -> tuple[list[str], str]:
-    """The clip ids and dataset of the faces store a derived stage reads, after refusing,
+def _faces_input(faces: Path, out: Path, kind: str) -> tuple[list[str], dict]:
+    """The clip ids and root attributes of the faces store a derived stage reads, after refusing,
     before anything is written, an ``out`` the stage does not own, an input that is not a
     faces store, and one with no clip."""
     store.check_owned(out, kind)
@@ -167,11 +174,11 @@ def _faces_input(faces: Path, out: Path, kind: str) -> tuple[list[str], str]:
         if source.kind != "faces":
             raise store.WriteRefused(f"{faces}: a {source.kind} store; {kind} are computed "
                                      "from a faces store (mesti faces)")
-        clip_ids, dataset = source.clip_ids, source.attrs.get("dataset", "")
+        clip_ids, attrs = source.clip_ids, dict(source.attrs)
     if not clip_ids:
         raise EmptyInput(f"{faces}: the faces store lists no clip; nothing to do, and {out} "
                          "is left as it is")
-    return clip_ids, dataset
+    return clip_ids, attrs
 
 
 def run_sequences(faces: Path, out: Path, config: SequencesConfig,
@@ -181,13 +188,15 @@ def run_sequences(faces: Path, out: Path, config: SequencesConfig,
     the same refusals and failures as :func:`run_modalities`."""
     started = time.perf_counter()
     out = Path(out).resolve()
-    clip_ids, dataset = _faces_input(faces, out, "sequences")
+    clip_ids, attrs = _faces_input(faces, out, "sequences")
     with store.writer_lock(out, "sequences"):
         context = {"versions": store.versions("mediapipe", "opencv-contrib-python",
                                               code=SEQUENCES_CODE),
                    "model_sha256": model_checksum()}
         store.open_for_writing(out, "sequences", {
-            "dataset": dataset, "source": str(faces), "params": asdict(config), **context})
+            "dataset": attrs.get("dataset", ""), "source": str(faces),
+            "licence": attrs.get("licence") or licence(attrs.get("dataset", "")),
+            "params": asdict(config), **context})
         statuses = _map(sequences_clip, clip_ids, cluster, "sequences", key=str,
                         faces_path=str(Path(faces).resolve()), store_path=str(out),
                         config=config, context=context)
@@ -211,7 +220,11 @@ def _report(stage: str, metrics: dict, statuses: list[dict], outputs: StageOutpu
     """Write the metrics and the failures table, then enforce the failure bound."""
     if outputs.metrics:
         outputs.metrics.parent.mkdir(parents=True, exist_ok=True)
-        outputs.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+        # timings differ run to run: beside the metrics, not in them (DVC locks the metrics)
+        timing = {k: v for k, v in metrics.items() if "seconds" in k or "_ms_" in k}
+        tracked = {k: v for k, v in metrics.items() if k not in timing}
+        outputs.metrics.write_text(json.dumps(tracked, indent=2) + "\n")
+        outputs.metrics.with_suffix(".timing.json").write_text(json.dumps(timing) + "\n")
     if outputs.failures:
         outputs.failures.parent.mkdir(parents=True, exist_ok=True)
         with outputs.failures.open("w", newline="") as handle:

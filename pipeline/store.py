@@ -38,7 +38,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from .reader import LAYOUT_VERSION
+from .reader import LAYOUT_VERSION, MANIFEST_FIELDS
 
 LOCK_FILE = ".mesti-writer.lock"  # in the store's root folder; zarr never reads it
 # A lock file still empty after this long was left by a run killed while creating it.
@@ -72,12 +72,9 @@ def content_key(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# The manifest fields a faces clip carries, and those a modality clip copies from it.
-MANIFEST_FIELDS = ("dataset", "subject", "clip_id", "source", "kind", "frames", "frame_numbers",
-                   "onset", "apex", "offset", "emotion", "label3", "label5", "action_units",
-                   "fps")
-MODALITY_FIELDS = ("dataset", "subject", "clip_id", "emotion", "label3", "label5", "n_frames",
-                   "frame_numbers", "onset", "apex", "offset", "fps")
+# A faces clip carries MANIFEST_FIELDS (defined with the reader's index); a modality clip
+# copies every one of them from its faces clip, and the window length.
+MODALITY_FIELDS = (*MANIFEST_FIELDS, "n_frames")
 
 
 SEQUENCE_FIELDS = (*MANIFEST_FIELDS, "n_frames")

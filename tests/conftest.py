@@ -2,3 +2,27 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def small_stores(tmp_path_factory) -> Path:
+    """2 subjects x 2 clips of the synthetic sample through the real stages: ``manifest/``,
+    ``faces.zarr``, ``modalities.zarr``, and the modality store exported as
+    ``export/modalities.zip`` (what a receiving lab gets)."""
+    import fakes
+    from mesti.pipeline.cache_tools import export_store
+    from mesti.pipeline.faces import FacesConfig
+    from mesti.pipeline.run import ClusterOptions, run_faces, run_modalities
+    from mesti.pipeline.stages import ModalitiesConfig
+
+    tmp = tmp_path_factory.mktemp("small_stores")
+    fakes.sample_dataset(tmp, seed=5, subjects=2, min_clips=2, max_clips=2, min_frames=16,
+                         max_frames=20)
+    serial = ClusterOptions(workers=0, progress=False)
+    run_faces(tmp / "manifest" / "manifest.csv", tmp / "faces.zarr", FacesConfig(), serial)
+    run_modalities(tmp / "faces.zarr", tmp / "modalities.zarr", ModalitiesConfig(), serial)
+    (tmp / "export").mkdir()
+    export_store(tmp / "modalities.zarr", tmp / "export" / "modalities.zip")
+    return tmp

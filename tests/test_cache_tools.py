@@ -2,14 +2,11 @@
 and a loopback HTTP server: corruption and tampering are found and named, exports round-trip,
 and the reader refuses what is not a store it can trust."""
 
-import functools
 import hashlib
 import http.server
-import io
 import json
 import re
 import shutil
-import threading
 import zipfile
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from loopback import RangeHandler, serve
 from mesti.pipeline.cache_tools import CHECKSUMS, MANIFEST, export_store, store_info, verify_store
 from mesti.pipeline.faces import FacesConfig
 from mesti.pipeline.reader import StoreError, open_store
@@ -249,39 +247,6 @@ def test_export_refuses_a_corrupt_store(built: Path, tmp_path: Path) -> None:
 
 
 # over HTTP --------------------------------------------------------------------------------
-
-
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """A static file server that honours single HTTP range requests, as real ones do."""
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def send_head(self):
-        match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
-        path = Path(self.translate_path(self.path))
-        if not match or not path.is_file():
-            return super().send_head()
-        size = path.stat().st_size
-        first, last = match.groups()
-        start = size - int(last) if not first else int(first)
-        end = min(int(last), size - 1) if first and last else size - 1
-        with path.open("rb") as handle:
-            handle.seek(max(start, 0))
-            body = handle.read(end - start + 1)
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        return io.BytesIO(body)
-
-
-def serve(directory: Path, handler: type):
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, thread
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,14 @@ gets its own such folder (``seed_N/``) and the run folder holds their mean and s
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from . import clip_lists, protocols, report
+from . import clip_lists, figures, protocols, report
 from .data import (
     EXPANSION,
     LABEL_MAPPINGS,
@@ -39,6 +37,7 @@ from .loop import predict, train_fold
 from .metrics import confusion, scores
 from .models.meganet import SWITCHES, VARIANTS, GradientAttention
 from .predict import save_fold
+from .tracking import RunLog
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,6 @@ def _train_once(stores: list[str], out: Path, config: TrainConfig, progress: boo
 
 def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: bool,
                 determinism: dict, model_config: FDPConfig | MOLConfig | None) -> dict:
-    started = time.perf_counter()
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
                           else "cpu" if config.device == "auto" else config.device)
     if config.model == "meganet":
@@ -173,6 +171,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
     folds = _folds(table, config)
     y = torch.from_numpy(table.labels)
     out.mkdir(parents=True, exist_ok=True)
+    run_log = RunLog(out, config, len(folds), progress)
     probabilities = np.zeros((len(table.labels), len(table.classes)))
     fold_of = np.full(len(table.labels), "", dtype=object)
     epochs, fold_rows, maps, weights = [], [], [], []
@@ -181,9 +180,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
 
         def log(row: dict, name: str = name) -> None:
             epochs.append({"fold": name, **row})
-            if progress:
-                print(f"fold {name} epoch {row['epoch']}: loss {row['loss']:.4f} "
-                      f"accuracy {row['accuracy']:.3f}", flush=True)
+            run_log.epoch(name, row)
 
         model, p = fit_fold(config, x, y, fold, number, len(table.classes), device, log)
         if config.save_weights:
@@ -197,8 +194,8 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         if len(maps) < config.figure_clips and isinstance(
                 getattr(model, "input_attention", None), GradientAttention) and \
                 model.attention_position == "input":
-            maps += _attention_maps(model, x, table, fold.test, device,
-                                    config.figure_clips - len(maps))
+            maps += figures.attention_maps(model, x, fold.test, device,
+                                           config.figure_clips - len(maps))
     tested = fold_of != ""
     predicted = probabilities.argmax(1)
     metrics = {
@@ -206,7 +203,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         "clips": int(tested.sum()), "folds": len(folds), "classes": table.classes,
         "confusion": confusion(table.labels[tested], predicted[tested],
                                len(table.classes)).tolist(),
-        "device": str(device), "seconds": round(time.perf_counter() - started, 1),
+        "device": str(device),
         "skipped_clips": table.skipped,
         "protocol": config.protocol, "evaluation": protocols.evaluation_kind(config.protocol),
         "clip_list": config.clip_list, "augment": config.augment, "seed": config.seed,
@@ -229,6 +226,8 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
     (out / "report.md").write_text(report.markdown(metrics, f"{config.variant} on "
                                                    f"{', '.join(map(str, stores))}"))
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
+    figures.write_run_figures(out, table, probabilities, metrics, maps, config)
+    metrics["seconds"] = run_log.finish(metrics)  # in run.timing.json, not metrics.json
     return metrics
 
 
@@ -287,16 +286,6 @@ def _folds(table: ClipTable, config: TrainConfig) -> list[protocols.Fold]:
     return folds
 
 
-def _attention_maps(model, x, table: ClipTable, test: np.ndarray, device, count: int) -> list:
-    model.eval()
-    with torch.no_grad():
-        inputs = as_inputs(x)[test[:count]]
-        batch = inputs.batch(inputs.samples(train=False), False, None)["input"].to(device)
-        attention = model.input_attention.attention_map(batch)[:, 0].cpu().numpy()
-    return [(table.clip_ids[i], table.classes[table.labels[i]], table.images[i], a)
-            for i, a in zip(test[:count], attention, strict=True)]
-
-
 def _write_outputs(out: Path, table: ClipTable, fold_of, probabilities, epochs, fold_rows,
                    metrics: dict, maps: list) -> None:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -305,50 +294,6 @@ def _write_outputs(out: Path, table: ClipTable, fold_of, probabilities, epochs, 
     _csv(out / "predictions.csv", report.prediction_rows(
         table.datasets, table.clip_ids, table.subjects, table.classes, table.labels, fold_of,
         probabilities))
-    cv2.imwrite(str(out / "confusion.png"), _confusion_image(metrics["confusion"],
-                                                             table.classes))
-    if maps:
-        cv2.imwrite(str(out / "attention.png"), _attention_image(maps))
 
 
 _csv = report.write_csv
-
-
-def _confusion_image(matrix: list[list[int]], classes: list[str]) -> np.ndarray:
-    """A labelled confusion matrix, rows truth and columns prediction, shaded by row share."""
-    counts = np.array(matrix)
-    cell, margin = 72, 120
-    size = margin + cell * len(classes)
-    canvas = np.full((size + 20, size + 10, 3), 255, np.uint8)
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for r, name in enumerate(classes):
-        cv2.putText(canvas, name[:12], (4, margin + r * cell + cell // 2), font, 0.45, (0, 0, 0), 1)
-        cv2.putText(canvas, name[:9], (margin + r * cell + 4, margin - 10), font, 0.4,
-                    (0, 0, 0), 1)
-        for c in range(len(classes)):
-            shade = int(255 - 200 * share[r, c])
-            x0, y0 = margin + c * cell, margin + r * cell
-            cv2.rectangle(canvas, (x0, y0), (x0 + cell - 2, y0 + cell - 2),
-                          (255, shade, shade), -1)
-            colour = (255, 255, 255) if share[r, c] > 0.6 else (0, 0, 0)
-            cv2.putText(canvas, str(counts[r, c]), (x0 + cell // 3, y0 + cell // 2 + 5), font,
-                        0.6, colour, 1)
-    cv2.putText(canvas, "truth (rows) / prediction (columns)", (4, 20), font, 0.45, (0, 0, 0), 1)
-    return canvas
-
-
-def _attention_image(maps: list) -> np.ndarray:
-    """Each clip's input image beside its gradient-attention map (the paper's Figure 8)."""
-    rows = []
-    for clip_id, label, image, attention in maps:
-        size = image.shape[0]
-        heat = cv2.resize(attention, (size, size), interpolation=cv2.INTER_NEAREST)
-        span = float(heat.max() - heat.min()) or 1.0
-        heat = cv2.applyColorMap(((heat - heat.min()) / span * 255).astype(np.uint8),
-                                 cv2.COLORMAP_JET)
-        row = np.hstack([cv2.cvtColor(image, cv2.COLOR_RGB2BGR), heat])
-        cv2.putText(row, f"{clip_id} ({label})", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (255, 255, 255), 1)
-        rows.append(row)
-    return np.vstack(rows)
