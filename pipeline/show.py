@@ -16,11 +16,16 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from .motion.flow import colour_wheel
 from .reader import Store, StoreError, open_store
 
 LABELS = {"mesti": "MESTI", "mesti_proximity": "MESTI (proximity)",
           "dynamic_raw": "dynamic image", "dynamic_tvm": "dynamic image (TVM)",
-          "apex_frame": "apex frame"}
+          "apex_frame": "apex frame", "flow_u": "flow u (onset to apex)",
+          "flow_v": "flow v (onset to apex)", "strain": "optical strain",
+          "flow_uvs": "flow onset to apex (hue: direction)",
+          "flow_uvs_offset": "flow apex to offset (hue: direction)",
+          "active_image": "active image"}
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 # date-free metadata and fixed SVG element ids, so a figure is byte-identical run to run
 _METADATA = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
@@ -115,6 +120,14 @@ def _pooled(figure: Figure, axes, pooled: Store, clip_id: str, name: str) -> Non
     position = pooled.names.index(name)
     attrs = pooled.clip_attrs(clip_id)
     lo, hi = attrs["lo"][position], attrs["hi"][position]
+    if isinstance(lo, list):  # a (u, v, strain) image: its flow drawn as a colour wheel
+        field = pooled.float_image(clip_id, name)
+        top = float(np.hypot(field[..., 0], field[..., 1]).max())
+        axes.imshow(colour_wheel(field[..., :2], top or None))
+        _bare(axes, LABELS.get(name, name))
+        scale = ScalarMappable(Normalize(0.0, top or 1.0), cmap="Greys")
+        figure.colorbar(scale, ax=axes, shrink=0.8, label="flow magnitude, pixels")
+        return
     axes.imshow(pooled.image(clip_id, name))
     _bare(axes, LABELS.get(name, name))
     if lo is None:  # stored as is: the scale is pixel values

@@ -122,3 +122,22 @@ def test_training_figures_png_and_pdf(tmp_path: Path) -> None:
                                "holdout, meganet")
     assert "true positive, predicted surprise" in overlay.axes[0].get_title()
     assert len(overlay.axes[1].images) == 2  # the face, and the map over it
+
+
+def test_motion_images_are_drawn(small_stores: Path, tmp_path: Path) -> None:
+    """Flow as a colour wheel with a magnitude scale, the active image with its value scale."""
+    from mesti.pipeline.run import ClusterOptions, run_modalities
+    from mesti.pipeline.stages import ModalitiesConfig
+
+    config = ModalitiesConfig(motion=("flow_uvs", "active_image"), flow_size=32)
+    run_modalities(small_stores / "faces.zarr", tmp_path / "motion.zarr", config,
+                   ClusterOptions(workers=0, progress=False))
+    pooled = open_store(tmp_path / "motion.zarr")
+    clip = pooled.clip_ids[0]
+    figure = clip_figure(pooled, clip, ("flow_uvs", "active_image"), None)
+    titles = [axes.get_title() for axes in figure.axes]
+    assert "flow onset to apex (hue: direction)" in titles and "active image" in titles
+    assert any(axes.get_ylabel() == "flow magnitude, pixels" for axes in figure.axes)
+    out, _ = show_clip(tmp_path / "motion.zarr", clip, tmp_path / "motion.png",
+                       images=("flow_uvs", "active_image"))
+    assert out.stat().st_size > 0

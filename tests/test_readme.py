@@ -28,7 +28,8 @@ def test_the_section_has_each_step() -> None:
     blocks = section_blocks("Using a cache")
     code = "\n".join(c for _, c in blocks)
     for step in ("mesti cache info", "open_store(\"sample.zip\")", "EXAMPLE", ".index",
-                 "mesti show", "DataLoader", "LeaveOneGroupOut", "groups=data.groups"):
+                 "mesti show", "DataLoader", "LeaveOneGroupOut", "groups=data.groups",
+                 "mesti predict", "weights_only=True"):
         assert step.replace("EXAMPLE", EXAMPLE_URL) in code, step
     assert {language for language, _ in blocks} == {"console", "python"}
 
@@ -56,3 +57,6 @@ def test_using_a_cache_runs_as_written(small_stores: Path, tmp_path: Path, monke
     assert "clips over HTTP" in printed and "LOSO accuracy" in printed
     assert len(namespace["predicted"]) == len(namespace["data"]) <= len(namespace["index"])
     assert list(namespace["index"].columns[:3]) == ["dataset", "subject", "clip_id"]
+    assert namespace["probabilities"].shape == (4, len(namespace["data"].classes))
+    assert (tmp_path / "run" / "predictions.repro.csv").read_bytes() == \
+        (tmp_path / "run" / "predictions.csv").read_bytes()

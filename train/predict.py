@@ -46,6 +46,9 @@ def predict_run(stores: list[str], run_dir: Path, out_csv: Path) -> int:
 
     saved = json.loads((run_dir / "config.json").read_text())
     config = TrainConfig(**saved["config"])
+    if config.model != "meganet":
+        raise ValueError(f"{run_dir}: a {config.model} run; mesti predict reproduces MEGANet "
+                         "runs (FDP and MOL runs keep their weights, but no predict yet)")
     index_file = run_dir / WEIGHTS / INDEX
     if not index_file.is_file():
         raise FileNotFoundError(f"{run_dir}: no {WEIGHTS}/{INDEX}; was the run made with "
