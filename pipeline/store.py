@@ -348,7 +348,10 @@ def write_clip(path: Path, clip_id: str, arrays: dict[str, np.ndarray], attrs: d
         group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
                            shards=data.shape if name in per_image else None,
                            compressors=COMPRESSED if compress else CHECKSUM_ONLY,
-                           fill_value=0, dimension_names=names[name])[...] = data
+                           fill_value=0, dimension_names=names[name],
+                           # every chunk is written, even one equal to the fill value: a
+                           # finished clip has all its data files (and zarr skips scanning)
+                           config={"write_empty_chunks": True})[...] = data
     group.update_attributes({**attrs, "content_key": key, "status": "ok"})
 
 

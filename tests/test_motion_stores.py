@@ -93,7 +93,7 @@ def test_sequences_store_holds_the_spec(faces_store: Path, sequences_store):
     assert metrics["clips_ok"] == 2 and metrics["mesh_ms_per_frame"] > 0
     source, sequences = open_store(faces_store), open_store(path)
     assert sequences.kind == "sequences"
-    with pytest.raises(StoreError, match="no sequences"):
+    with pytest.raises(StoreError, match="not a sequences store"):
         source.sequence(source.clip_ids[0])
     for clip in sequences.clip_ids:
         frames = source.frames(clip)
