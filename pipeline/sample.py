@@ -144,7 +144,10 @@ def source_landmarks(image: np.ndarray) -> np.ndarray:
     """
     import mediapipe as mp
 
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
+    from .faces import quiet_native_logs
+
+    with quiet_native_logs(), \
+            mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
         result = mesh.process(image)
     if not result.multi_face_landmarks:
         raise RuntimeError("MediaPipe found no face in the sample's source photo")

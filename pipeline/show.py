@@ -23,9 +23,10 @@ LABELS = {"mesti": "MESTI", "mesti_proximity": "MESTI (proximity)",
           "dynamic_raw": "dynamic image", "dynamic_tvm": "dynamic image (TVM)",
           "apex_frame": "apex frame", "flow_u": "flow u (onset to apex)",
           "flow_v": "flow v (onset to apex)", "strain": "optical strain",
-          "flow_uvs": "flow onset to apex (hue: direction)",
-          "flow_uvs_offset": "flow apex to offset (hue: direction)",
+          "flow_uvs": "flow, onset to apex",
+          "flow_uvs_offset": "flow, apex to offset",
           "active_image": "active image"}
+FLOW_SCALE = "flow magnitude, pixels (hue: direction)"
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 # date-free metadata and fixed SVG element ids, so a figure is byte-identical run to run
 _METADATA = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}
@@ -126,7 +127,7 @@ def _pooled(figure: Figure, axes, pooled: Store, clip_id: str, name: str) -> Non
         axes.imshow(colour_wheel(field[..., :2], top or None))
         _bare(axes, LABELS.get(name, name))
         scale = ScalarMappable(Normalize(0.0, top or 1.0), cmap="Greys")
-        figure.colorbar(scale, ax=axes, shrink=0.8, label="flow magnitude, pixels")
+        figure.colorbar(scale, ax=axes, shrink=0.8, label=FLOW_SCALE)
         return
     axes.imshow(pooled.image(clip_id, name))
     _bare(axes, LABELS.get(name, name))

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from mesti.pipeline.cache_tools import export_store
 from mesti.pipeline.reader import open_store
-from mesti.pipeline.show import clip_figure, find_faces, save_figure, show_clip
+from mesti.pipeline.show import FLOW_SCALE, clip_figure, find_faces, save_figure, show_clip
 from mesti.train.figures import attention_figure, confusion_figure, write_run_figures
 from mesti.train.run import TrainConfig
 
@@ -136,8 +136,8 @@ def test_motion_images_are_drawn(small_stores: Path, tmp_path: Path) -> None:
     clip = pooled.clip_ids[0]
     figure = clip_figure(pooled, clip, ("flow_uvs", "active_image"), None)
     titles = [axes.get_title() for axes in figure.axes]
-    assert "flow onset to apex (hue: direction)" in titles and "active image" in titles
-    assert any(axes.get_ylabel() == "flow magnitude, pixels" for axes in figure.axes)
+    assert "flow, onset to apex" in titles and "active image" in titles
+    assert any(axes.get_ylabel() == FLOW_SCALE for axes in figure.axes)
     out, _ = show_clip(tmp_path / "motion.zarr", clip, tmp_path / "motion.png",
                        images=("flow_uvs", "active_image"))
     assert out.stat().st_size > 0
