@@ -263,6 +263,7 @@ def sequences(faces_store: Path, store: Path, params: Path, **options) -> None:
     from mesti.pipeline.sequences import SequencesConfig
 
     config = _config(SequencesConfig, params, "sequences")
+    _require_store(faces_store, "faces", "mesti sequences")
     _run_stage(run_sequences, faces_store, store, config, **options)
 
 

@@ -44,9 +44,9 @@ def serve(directory: Path, handler: type):
 
 
 @contextmanager
-def serving(directory: Path) -> Iterator[str]:
+def serving(directory: Path, handler: type = RangeHandler) -> Iterator[str]:
     """The base URL of ``directory`` served with range requests, for the block's duration."""
-    server, thread = serve(directory, RangeHandler)
+    server, thread = serve(directory, handler)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:

@@ -3,9 +3,6 @@ zstd frame sizes and zip member sizes are refused over the limits before anythin
 allocated, and a URL that never answers fails after its timeouts and retries, naming the URL,
 the timeout and the cause. Servers are on 127.0.0.1 only."""
 
-import functools
-import http.server
-import io
 import json
 import re
 import shutil
@@ -21,6 +18,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from loopback import RangeHandler, serving
 from mesti.pipeline import store
 from mesti.pipeline.cache_tools import export_store, verify_store
 from mesti.pipeline.reader import ReadLimits, StoreError, _zstd_content_size, open_store
@@ -211,14 +209,11 @@ def test_a_server_that_never_answers_fails_in_bounded_time(silent_server: str, q
     assert result.exit_code == 1 and "timeout 0.5 s" in result.output
 
 
-class FlakyRangeHandler(http.server.SimpleHTTPRequestHandler):
+class FlakyRangeHandler(RangeHandler):
     """Answers 503 to the first request of each path, then serves it with range support."""
 
-    seen: ClassVar[set] = set()
-    requests: ClassVar[list] = []
-
-    def log_message(self, *args) -> None:
-        pass
+    seen: ClassVar[set[str]] = set()
+    requests: ClassVar[list[str]] = []
 
     def send_head(self):
         self.requests.append(self.path)
@@ -226,38 +221,14 @@ class FlakyRangeHandler(http.server.SimpleHTTPRequestHandler):
             self.seen.add(self.path)
             self.send_error(503, "try again")
             return None
-        match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
-        path = Path(self.translate_path(self.path))
-        if not match or not path.is_file():
-            return super().send_head()
-        size = path.stat().st_size
-        first, last = match.groups()
-        start = size - int(last) if not first else int(first)
-        end = min(int(last), size - 1) if first and last else size - 1
-        with path.open("rb") as handle:
-            handle.seek(max(start, 0))
-            body = handle.read(end - start + 1)
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        return io.BytesIO(body)
+        return super().send_head()
 
 
 def test_transient_server_errors_are_retried_with_back_off(small: Path, quick_urls) -> None:
     FlakyRangeHandler.seen, FlakyRangeHandler.requests = set(), []
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(FlakyRangeHandler, directory=str(small)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        location = f"http://127.0.0.1:{server.server_address[1]}/modalities.zarr"
-        remote, local = open_store(location), open_store(small / "modalities.zarr")
+    with serving(small, FlakyRangeHandler) as url:
+        remote, local = open_store(f"{url}/modalities.zarr"), open_store(small / "modalities.zarr")
         assert remote.clip_ids == local.clip_ids
         assert np.array_equal(remote.images("mesti"), local.images("mesti"))
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     metadata = "/modalities.zarr/zarr.json"
     assert FlakyRangeHandler.requests.count(metadata) >= 2  # refused once, then answered
