@@ -1,4 +1,4 @@
-"""Tiny sequences stores shaped as SEQUENCES_SPEC.md says, written by the project's writer."""
+"""Tiny sequences stores shaped as cache/README.md specifies, written by the project's writer."""
 
 from __future__ import annotations
 
