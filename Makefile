@@ -21,9 +21,11 @@ repro: $(STAMP)
 	@echo "  cache/sample/                   synthetic CASME II-layout sample"
 	@echo "  cache/manifest/sample/          manifest.csv, report.md, problems.csv, counts.json"
 	@echo "  cache/faces/sample.zarr         aligned, equalised face crops per clip (zarr v3)"
-	@echo "  cache/modalities/sample.zarr    MESTI, dynamic images, apex frame per clip (zarr v3)"
+	@echo "  cache/modalities/sample.zarr    MESTI, dynamic images, flow, active image per clip (zarr v3)"
+	@echo "  cache/sequences/sample.zarr     sampled grey frames, 68 landmarks, flows per clip (zarr v3)"
 	@echo "  docs/sample_mesti.png           one clip drawn by mesti show"
 	@echo "  cache/train/sample/             MEGANet LOSO run: metrics.json, epochs.csv, predictions.csv, figures"
+	@echo "  cache/train/sample-fdp, -mol/   FDP and MOL LOSO runs; cache/train/models.md compares the three"
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc metrics show
 
 test: $(STAMP)

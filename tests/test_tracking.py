@@ -74,3 +74,25 @@ def test_dvc_plots_show_draws_one_line_per_fold(run: Path) -> None:
     assert len(lines) == 3 and len(values) == 3 * TINY.epochs
     assert all(sorted(int(r["epoch"]) for r in values if r["fold"] == fold) ==
                list(range(1, TINY.epochs + 1)) for fold in lines)
+
+
+def test_what_git_keeps_of_a_run_is_the_same_on_a_rerun(run: Path, tmp_path: Path) -> None:
+    """The run files dvc.yaml keeps in git (`cache: false`: metrics, epochs, DVCLive's logs)
+    are byte-identical when the same run is made again, so `make repro` on a fresh clone
+    leaves `git status` clean; only the untracked timing file differs."""
+    again = tmp_path / "cache" / "train" / "sample"
+    store = run.parents[3] / "a.zarr"
+    run_training([str(store)], again, TINY, progress=False)
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]
+    in_git = [next(iter(entry)) for kind in ("outs", "metrics", "plots")
+              for entry in stage[kind] if isinstance(entry, dict)
+              and next(iter(entry.values())).get("cache") is False]
+    files = [f for name in in_git
+             for f in ([Path(name)] if not (run.parents[2] / name).is_dir() else
+                       [p.relative_to(run.parents[2])
+                        for p in (run.parents[2] / name).rglob("*") if p.is_file()])]
+    assert len(files) >= 5, files
+    for name in files:
+        first, second = run.parents[2] / name, tmp_path / name
+        assert first.read_bytes() == second.read_bytes(), name
+    assert (run / TIMING).is_file() and TIMING not in {f.name for f in files}
