@@ -46,18 +46,31 @@ def save_figure(figure: Figure, out: Path, dpi: int = 150) -> Path:
     return out
 
 
-def find_faces(pooled: Store, faces: str | Path | None) -> tuple[Store | None, str | None]:
+def find_faces(pooled: Store, faces: str | Path | None,
+               clip_id: str | None = None) -> tuple[Store | None, str | None]:
     """The faces store a modality store was made from, and a note when it is not at hand.
 
     ``faces`` given: it must open (an error says why it did not). Not given: the recorded
     ``source`` as written, then a store of that name beside the modality store (a received
     pair of stores); neither found draws the pooled images alone, with a note saying so.
+    With ``clip_id``, a store counts only if it holds the very faces clip the pooled clip
+    was made from (same content key): a relative ``source`` may name another store here.
     """
+    wanted = pooled.clip_attrs(clip_id).get("faces_key") if clip_id else None
+
+    def made_from(store: Store) -> bool:
+        return wanted is None or (clip_id in store.clip_ids and
+                                  store.clip_attrs(clip_id).get("content_key") == wanted)
+
     if faces is not None:
         try:
-            return open_store(faces), None
+            store = open_store(faces)
         except StoreError as error:
             raise StoreError(f"--faces {faces}: {error}") from error
+        if not made_from(store):
+            raise StoreError(f"--faces {faces}: holds no faces clip {clip_id!r} with the "
+                             "content key the pooled clip was made from")
+        return store, None
     source = str(pooled.attrs.get("source", ""))
     candidates = [source] if source else []
     if source and "://" not in pooled.location:
@@ -65,9 +78,12 @@ def find_faces(pooled: Store, faces: str | Path | None) -> tuple[Store | None, s
         candidates += [str(beside)] if str(beside) != source else []
     for candidate in candidates:
         try:
-            return open_store(candidate), None
+            store = open_store(candidate)
         except StoreError:
             continue
+        if made_from(store):
+            return store, None
+        store.close()
     return None, (f"faces store {source or '(none recorded)'} not found (tried "
                   f"{', '.join(candidates) or 'nothing'}): drew the pooled images only; "
                   "give --faces STORE to draw the onset, apex and offset crops")
@@ -153,7 +169,7 @@ def show_clip(modalities: str | Path, clip_id: str, out: Path, faces: str | Path
     with open_store(modalities) as pooled:
         if clip_id not in pooled.clip_ids:
             raise ValueError(f"{modalities}: no clip {clip_id!r}")
-        faces_store, note = find_faces(pooled, faces)
+        faces_store, note = find_faces(pooled, faces, clip_id)
         try:
             figure = clip_figure(pooled, clip_id, tuple(images), faces_store)
         finally:

@@ -68,7 +68,8 @@ def test_panels_colour_bars_and_difference(small_stores: Path) -> None:
 
 
 def test_received_zip_draws_pooled_images_alone_or_with_faces(
-        small_stores: Path, received: Path, tmp_path: Path) -> None:
+        small_stores: Path, received: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the recorded source is relative: nothing of that name here
     clip = first_clip(small_stores)
     result = CliRunner().invoke(main, ["show", str(received), clip, str(tmp_path / "a.png")])
     assert result.exit_code == 0, result.output
@@ -85,6 +86,16 @@ def test_received_zip_draws_pooled_images_alone_or_with_faces(
     shutil.copytree(small_stores / "faces.zarr", received.parent / "sample.zarr")
     found, note = find_faces(open_store(received), None)
     assert note is None and found.location == str(received.parent / "sample.zarr")
+    # a store at the recorded relative path that is not the one the clip came from is passed
+    other = Path(shutil.copytree(small_stores / "faces.zarr", tmp_path / "cache/faces/sample.zarr"))
+    meta = json.loads((other / "clips" / clip / "zarr.json").read_text())
+    meta["attributes"]["content_key"] = "0" * 64
+    (other / "clips" / clip / "zarr.json").write_text(json.dumps(meta))
+    found, note = find_faces(open_store(received), None, clip)
+    assert note is None and found.location == str(received.parent / "sample.zarr")
+    result = CliRunner().invoke(main, ["show", str(received), clip, str(tmp_path / "d.png"),
+                                       "--faces", str(other)])
+    assert result.exit_code == 1 and "content key" in result.output
 
 
 def test_unknown_image_or_format_is_an_error(small_stores: Path, tmp_path: Path) -> None:
