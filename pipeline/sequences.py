@@ -29,7 +29,7 @@ from .motion.flow import TVL1Params, tvl1_flow
 from .motion.landmarks68 import pupil_distance, to_68
 from .motion.sampling import SAMPLINGS, blend, positions
 from .reader import open_store
-from .stages import failed, upstream_attrs
+from .stages import faces_arrays, failed, upstream_attrs
 
 DIMENSIONS = {"frames": ("phase", "frame", "y", "x"), "positions": ("phase", "frame"),
               "landmarks": ("phase", "frame", "point", "xy"),
@@ -137,12 +137,10 @@ def sequences_clip(clip_id: str, faces_path: str, store_path: str, config: Seque
     key = store.sequences_key(attrs["content_key"], copied, params, context["versions"])
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}
-    try:
-        frames = source.frames(clip_id)
-        onset_mesh = source.landmarks(clip_id)
-    except Exception as error:  # a corrupt chunk: checksum or decompression failure
-        return failed(ClipError(clip_id, "decode_error",
-                                 f"faces store chunk unreadable ({type(error).__name__}: {error})"))
+    arrays = faces_arrays(source, clip_id)
+    if isinstance(arrays, ClipError):
+        return failed(arrays)
+    frames, onset_mesh = arrays
     if not _MODELS:
         _MODELS.append(faces.FaceModels())
     try:

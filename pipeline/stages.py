@@ -225,6 +225,15 @@ def upstream_attrs(source, clip_id: str) -> dict | ClipError:
     return ClipError(clip_id, "upstream_key_mismatch", problem) if problem else attrs
 
 
+def faces_arrays(source, clip_id: str) -> tuple[np.ndarray, np.ndarray] | ClipError:
+    """A faces clip's frames and onset mesh, or the named failure when a chunk is corrupt."""
+    try:
+        return source.frames(clip_id), source.landmarks(clip_id)
+    except Exception as error:  # a corrupt chunk: checksum or decompression failure
+        return ClipError(clip_id, "decode_error",
+                         f"faces store chunk unreadable ({type(error).__name__}: {error})")
+
+
 def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: ModalitiesConfig,
                     context: dict) -> dict:
     """MESTI, dynamic images, the apex frame and motion images of one clip of a faces store."""
@@ -239,12 +248,10 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
     key = store.modalities_key(attrs["content_key"], copied, params, context["versions"])
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}
-    try:
-        frames = source.frames(clip_id)
-        mesh = source.landmarks(clip_id)
-    except Exception as error:  # a corrupt chunk: checksum or decompression failure
-        return failed(ClipError(clip_id, "decode_error",
-                                 f"faces store chunk unreadable ({type(error).__name__}: {error})"))
+    arrays = faces_arrays(source, clip_id)
+    if isinstance(arrays, ClipError):
+        return failed(arrays)
+    frames, mesh = arrays
     if config.magnify:
         frames = np.clip(np.rint(magnify(frames, config.magnification)), 0, 255).astype(np.uint8)
     numbers = attrs["frame_numbers"]
