@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from mesti.pipeline.reader import open_store
 from torch import nn
 
-from .data import THREE_CLASSES, ClipTable, augment, load_clips, to_tensor
+from .data import THREE_CLASSES, ClipTable, augment
 from .losses import fdp_loss, focal_loss, mol_loss
 from .models import fdp as fdp_model
 from .models import meganet as meganet_model
@@ -257,22 +257,18 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="area")
 
 
-def load_inputs(stores: list[str], model: str, label_set: int, modality: str = "mesti",
-                input_size: int = 112, config: FDPConfig | MOLConfig | None = None,
+def load_inputs(stores: list[str], model: str, label_set: int,
+                config: FDPConfig | MOLConfig | None = None,
                 select: Callable[[ClipTable], ClipTable] | None = None,
                 ) -> tuple[ClipTable, Inputs]:
-    """The clip table (one row per video) and the model's adapter over it.
+    """A sequence model's clip table (one row per video) and its adapter over it (MEGANet's
+    images come from ``run.prepare_table``).
 
     ``select`` narrows the loaded table (a clip list, one label vocabulary) before the
     adapter is built, so the adapter holds exactly the table's clips and labels.
     """
-    if model == "meganet":
-        table = load_clips(stores, modality, label_set)
-        table = select(table) if select else table
-        return table, ImageInputs(to_tensor(table.images, input_size),
-                                  torch.from_numpy(table.labels))
     if model not in MODEL_CONFIGS:
-        raise ValueError(f"unknown model {model!r}; known: {', '.join(MODELS)}")
+        raise ValueError(f"unknown sequence model {model!r}; known: {', '.join(MODEL_CONFIGS)}")
     config = config or MODEL_CONFIGS[model]()
     table, clips = load_sequences(stores, label_set)
     if select:
