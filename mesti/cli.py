@@ -189,21 +189,27 @@ def stage_outputs(command):
     return command
 
 
-def _run_stage(run, *args, metrics, failures, max_failure_fraction, prune, scheduler,
-               scheduler_file, workers, progress, jobqueue, jobs) -> None:
+def _run_stage(run, *args, metrics, failures, max_failure_fraction, prune,
+               **cluster_options) -> None:
     """Call a stage's library function with the cluster and report options; print metrics."""
-    from mesti.pipeline.run import ClusterOptions, StageOutputs, dask_client, jobqueue_cluster
+    from mesti.pipeline.run import StageOutputs
+
+    result = run(*args, _cluster(**cluster_options),
+                 StageOutputs(metrics, failures, max_failure_fraction), prune=prune)
+    click.echo(json.dumps(result, indent=2))
+
+
+def _cluster(scheduler, scheduler_file, workers, progress, jobqueue, jobs):
+    """The cluster options; unusable ones fail here, before a stage opens its store."""
+    from mesti.pipeline.run import ClusterOptions, dask_client, jobqueue_cluster
 
     cluster = ClusterOptions(scheduler, scheduler_file, workers, progress, jobqueue, jobs)
-    # Unusable cluster options fail here, before the stage opens its store.
     if scheduler or scheduler_file:
         with dask_client(cluster):
             pass
     elif jobqueue:
         jobqueue_cluster(jobqueue).close()  # configured? (no job is submitted)
-    result = run(*args, cluster, StageOutputs(metrics, failures, max_failure_fraction),
-                 prune=prune)
-    click.echo(json.dumps(result, indent=2))
+    return cluster
 
 
 def _require_store(location: str | Path, kind: str, role: str):
@@ -249,6 +255,49 @@ def modalities(faces_store: Path, store: Path, params: Path, **options) -> None:
     config = _config(ModalitiesConfig, params, "modalities")
     _require_store(faces_store, "faces", "mesti modalities")
     _run_stage(run_modalities, faces_store, store, config, **options)
+
+
+@main.command()
+@click.argument("manifest_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("faces_store", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("modalities_store", type=click.Path(file_okay=False, path_type=Path))
+@PARAMS
+@click.option("--faces-metrics", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the faces metrics (JSON) here.")
+@click.option("--faces-failures", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the faces failures table (CSV) here.")
+@click.option("--modalities-metrics", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the modalities metrics (JSON) here.")
+@click.option("--modalities-failures", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the modalities failures table (CSV) here.")
+@click.option("--max-failure-fraction", type=click.FloatRange(0, 1), default=0.5,
+              help="Fail (after writing everything) when more clips fail in either store.")
+@click.option("--prune", is_flag=True, default=False,
+              help="Delete the stores' clips that are no longer in the manifest.")
+@cluster_options
+def preprocess(manifest_csv: Path, faces_store: Path, modalities_store: Path, params: Path,
+               faces_metrics: Path | None, faces_failures: Path | None,
+               modalities_metrics: Path | None, modalities_failures: Path | None,
+               max_failure_fraction: float, prune: bool, **options) -> None:
+    """mesti faces and mesti modalities in one pass per clip, on one pool.
+
+    Each clip is read, decoded and aligned once, and its modality images are computed from
+    the frames in memory; the two stores are those the two commands write. A clip whose
+    faces are unchanged is not decoded again (its modalities are reused, or recomputed from
+    FACES_STORE when only their knobs changed).
+    """
+    from mesti.pipeline.faces import FacesConfig
+    from mesti.pipeline.run import StageOutputs, run_preprocess
+    from mesti.pipeline.stages import ModalitiesConfig
+
+    faces_config = _config(FacesConfig, params, "faces")
+    modalities_config = _config(ModalitiesConfig, params, "modalities")
+    result = run_preprocess(
+        manifest_csv, faces_store, modalities_store, faces_config, modalities_config,
+        _cluster(**options), StageOutputs(faces_metrics, faces_failures, max_failure_fraction),
+        StageOutputs(modalities_metrics, modalities_failures, max_failure_fraction),
+        prune=prune)
+    click.echo(json.dumps(result, indent=2))
 
 
 @main.command()

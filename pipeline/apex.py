@@ -33,12 +33,17 @@ def middle(n_frames: int) -> int:
     return (n_frames - 1) // 2
 
 
-def onset_difference(frames: np.ndarray) -> np.ndarray:
+def grey_frames(frames: np.ndarray) -> np.ndarray:
+    """The clip's luma (T, H, W) uint8, which every estimator reads: computed once."""
+    return np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames])
+
+
+def onset_difference(frames: np.ndarray, grey: np.ndarray | None = None) -> np.ndarray:
     """Mean absolute difference of each RGB frame from the first, on the luma, per frame.
 
     OpenCV on uint8 luma: four times faster than float arithmetic, within 0.05 grey levels.
     """
-    grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
+    grey = grey_frames(frames) if grey is None else grey
     return np.array([cv2.absdiff(g, grey[0]).mean() for g in grey])
 
 
@@ -51,9 +56,9 @@ def smooth(score: np.ndarray, smoothing: int) -> np.ndarray:
     return score
 
 
-def estimate(frames: np.ndarray, smoothing: int = 5) -> int:
+def estimate(frames: np.ndarray, smoothing: int = 5, grey: np.ndarray | None = None) -> int:
     """Index of the frame that differs most from the onset, smoothed over ``smoothing`` frames."""
-    return int(np.argmax(smooth(onset_difference(frames), smoothing)))
+    return int(np.argmax(smooth(onset_difference(frames, grey), smoothing)))
 
 
 def region_boxes(mesh: np.ndarray, side: int) -> list[tuple[int, int, int, int]]:
@@ -83,9 +88,10 @@ def _inside(score: np.ndarray, smoothing: int) -> int:
     return int(np.argmax(score))
 
 
-def region_difference(frames: np.ndarray, mesh: np.ndarray, smoothing: int = 5) -> int:
+def region_difference(frames: np.ndarray, mesh: np.ndarray, smoothing: int = 5,
+                      grey: np.ndarray | None = None) -> int:
     """Apex as the largest mean luma difference from the onset inside the brow and mouth boxes."""
-    grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
+    grey = grey_frames(frames) if grey is None else grey
     boxes = region_boxes(mesh, frames.shape[1])
     score = np.array([np.mean([cv2.absdiff(g[y0:y1, x0:x1], grey[0][y0:y1, x0:x1]).mean()
                                for y0, y1, x0, x1 in boxes]) for g in grey])
@@ -93,45 +99,39 @@ def region_difference(frames: np.ndarray, mesh: np.ndarray, smoothing: int = 5) 
 
 
 def lbp(grey: np.ndarray) -> np.ndarray:
-    """8-neighbour local binary pattern codes (H-2, W-2) uint8 of a grey image."""
-    centre = grey[1:-1, 1:-1]
-    h, w = grey.shape
+    """8-neighbour local binary pattern codes (..., H-2, W-2) uint8 of grey images (..., H, W)."""
+    centre = grey[..., 1:-1, 1:-1]
+    h, w = grey.shape[-2:]
     code = np.zeros(centre.shape, np.uint8)
     offsets = ((0, 0), (0, 1), (0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (1, 0))
     for bit, (dy, dx) in enumerate(offsets):
-        code |= (grey[dy:h - 2 + dy, dx:w - 2 + dx] >= centre).astype(np.uint8) << bit
+        code |= (grey[..., dy:h - 2 + dy, dx:w - 2 + dx] >= centre).astype(np.uint8) << bit
     return code
 
 
-def region_lbp(frames: np.ndarray, mesh: np.ndarray, smoothing: int = 5) -> int:
+def region_lbp(frames: np.ndarray, mesh: np.ndarray, smoothing: int = 5,
+               grey: np.ndarray | None = None) -> int:
     """Apex as the largest chi-squared LBP histogram distance from the onset in the regions."""
-    boxes = region_boxes(mesh, frames.shape[1])
-
-    def histograms(frame: np.ndarray) -> list[np.ndarray]:
-        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        out = []
-        for y0, y1, x0, x1 in boxes:
-            codes = lbp(grey[y0:y1, x0:x1])
-            out.append(np.bincount(codes.ravel(), minlength=256) / codes.size)
-        return out
-
-    onset = histograms(frames[0])
-    score = []
-    for frame in frames:
-        distance = 0.0
-        for h, h0 in zip(histograms(frame), onset, strict=True):
-            total = h + h0
-            distance += float(np.sum(np.divide((h - h0) ** 2, total, out=np.zeros_like(total),
-                                               where=total > 0)))
-        score.append(distance)
-    return _inside(np.array(score), smoothing)
+    grey = grey_frames(frames) if grey is None else grey
+    score = np.zeros(len(grey))
+    for y0, y1, x0, x1 in region_boxes(mesh, frames.shape[1]):
+        codes = lbp(grey[:, y0:y1, x0:x1]).reshape(len(grey), -1)
+        # one bincount for the whole clip: frame t's codes offset by 256 t
+        counts = np.bincount((codes + 256 * np.arange(len(grey))[:, None]).ravel(),
+                             minlength=256 * len(grey)).reshape(len(grey), 256)
+        h = counts / codes.shape[1]
+        total = h + h[0]
+        ratio = np.divide((h - h[0]) ** 2, total, out=np.zeros_like(total), where=total > 0)
+        score += ratio.sum(axis=1)
+    return _inside(score, smoothing)
 
 
 def estimates(frames: np.ndarray, mesh: np.ndarray, smoothing: int = 5) -> dict[str, int]:
     """Every estimator's apex index, by name (ESTIMATORS)."""
-    return {"face_difference": estimate(frames, smoothing),
-            "region_difference": region_difference(frames, mesh, smoothing),
-            "region_lbp": region_lbp(frames, mesh, smoothing)}
+    grey = grey_frames(frames)
+    return {"face_difference": estimate(frames, smoothing, grey),
+            "region_difference": region_difference(frames, mesh, smoothing, grey),
+            "region_lbp": region_lbp(frames, mesh, smoothing, grey)}
 
 
 def choose(policy: str, n_frames: int, annotated: int | None, estimated: int,

@@ -377,11 +377,25 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def equalise(crop: np.ndarray, config: FacesConfig) -> np.ndarray:
-    """Histogram equalisation of an RGB crop on its luma, or CLAHE on it, or nothing."""
-    if config.equalise == "none":
+def equalise(crop: np.ndarray, config: FacesConfig, order: str = "RGB") -> np.ndarray:
+    """Histogram equalisation of a crop on its luma, or CLAHE on it, or nothing; RGB out.
+
+    ``order`` is the crop's channel order (RGB, or OpenCV's BGR: converted on the way, with
+    the values an RGB crop gives). A grey crop (H, W) is its own luma: the same values as
+    the RGB path gives each channel of that crop repeated three times (OpenCV's 8-bit
+    YCrCb weights sum to one exactly).
+    """
+    if crop.ndim == 2:
+        if config.equalise == "luma":
+            return cv2.equalizeHist(crop)
+        if config.equalise == "clahe":
+            clahe = cv2.createCLAHE(config.clahe_clip, (config.clahe_tiles, config.clahe_tiles))
+            return clahe.apply(crop)
         return crop
-    ycrcb = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
+    bgr = order == "BGR"
+    if config.equalise == "none":
+        return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB) if bgr else crop
+    ycrcb = cv2.cvtColor(crop, cv2.COLOR_BGR2YCrCb if bgr else cv2.COLOR_RGB2YCrCb)
     if config.equalise == "luma":
         ycrcb[..., 0] = cv2.equalizeHist(ycrcb[..., 0])
     else:

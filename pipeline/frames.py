@@ -1,8 +1,9 @@
-"""Reading a clip's window: image files or a video, as BGR uint8, one frame at a time.
+"""Reading a clip's window: image files or a video, decoded one frame at a time.
 
-Frames come in OpenCV's BGR order: callers convert only what they keep (a 224-pixel crop
-costs a tenth of a 640x480 frame). Grey frames (SAMM, NIR) come back as three equal
-channels. Frames are streamed so a clip of large frames never sits in memory whole.
+Each input file is read once: the bytes that give the clip's checksum are the bytes that
+are decoded. Frames come in OpenCV's BGR order, callers convert only what they keep (a
+224-pixel crop costs a tenth of a 640x480 frame), and grey files (SAMM, NIR) are decoded as
+grey. Decoded frames are streamed, so only the clip's compressed bytes sit in memory whole.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -67,36 +69,97 @@ def clip_folder(clip_id: str, root: str, source: str, frames: list[str], kind: s
 MAX_FRAME_PIXELS = 40_000_000  # the faces stage's default cap (knob faces.max_frame_pixels)
 
 
+@dataclass(frozen=True)
+class ClipInput:
+    """A clip's window as read from disk, once: each image file's bytes (None where the
+    file is missing), or the video's path, and the sha256 the clip's content key takes.
+
+    The frames are decoded from these same bytes, so an image is read once for both.
+    """
+
+    clip_id: str
+    kind: str
+    path: Path
+    frames: list[str]
+    sha256: str
+    data: list[np.ndarray | None] | None  # image clips only
+
+    def iter_frames(self, max_pixels: int = MAX_FRAME_PIXELS) -> Iterator[np.ndarray]:
+        """The window's frames in order: BGR uint8 (H, W, 3), or grey (H, W) in a clip
+        whose onset file is a one-channel JPEG or PNG (SAMM; NIR).
+
+        A grey clip is decoded as grey, a third of the work; a later frame of the other
+        kind is converted to the onset's. A frame whose header declares more than
+        ``max_pixels`` pixels fails the clip before it is decoded (a 1.5 MB all-black
+        10000x10000 JPEG would otherwise cost 3 GB).
+        """
+        if self.kind == "video":
+            yield from _video_frames(self.clip_id, self.path, [int(f) for f in self.frames],
+                                     max_pixels)
+            return
+        grey = None
+        for name, data in zip(self.frames, self.data, strict=True):
+            image = decode_image(self.clip_id, self.path / name, data, max_pixels)
+            grey = image.ndim == 2 if grey is None else grey
+            if grey != (image.ndim == 2):
+                image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY if grey else cv2.COLOR_GRAY2BGR)
+            yield image
+
+
+def read_input(clip_id: str, kind: str, path: Path, frames: list[str]) -> ClipInput:
+    """Read a clip's input bytes once and hash them: each frame file's bytes, or the video
+    file and the frame indices, each followed by a zero byte (a missing file hashes as
+    ``<missing>``, so the key never matches a complete clip's)."""
+    if kind not in ("images", "video"):
+        raise ValueError(f"{clip_id}: unknown clip kind {kind!r}")
+    digest = hashlib.sha256()
+    files = [path / name for name in frames] if kind == "images" else [path]
+    data: list[np.ndarray | None] = []
+    for file in files:
+        try:
+            content = np.fromfile(file, np.uint8)
+        except OSError:
+            content = None
+        digest.update(b"<missing>" if content is None else content.data)
+        digest.update(b"\0")
+        data.append(content)
+    if kind == "video":
+        digest.update(";".join(frames).encode())
+    return ClipInput(clip_id, kind, path, list(frames), digest.hexdigest(),
+                     data if kind == "images" else None)
+
+
 def iter_frames(clip_id: str, kind: str, path: Path, frames: list[str],
                 max_pixels: int = MAX_FRAME_PIXELS) -> Iterator[np.ndarray]:
-    """The window's frames in order, BGR uint8 (H, W, 3).
-
-    A frame whose header declares more than ``max_pixels`` pixels fails the clip before it
-    is decoded: a 1.5 MB all-black 10000x10000 JPEG would otherwise cost 3 GB.
-    """
-    if kind == "images":
-        for name in frames:
-            yield read_image(clip_id, path / name, max_pixels)
-    elif kind == "video":
-        yield from _video_frames(clip_id, path, [int(f) for f in frames], max_pixels)
-    else:
-        raise ValueError(f"{clip_id}: unknown clip kind {kind!r}")
+    """The window's frames in order (:meth:`ClipInput.iter_frames`), read from disk."""
+    yield from read_input(clip_id, kind, path, frames).iter_frames(max_pixels)
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG, PNG or BMP header, without decoding; None if unknown.
+    """(width, height) from a JPEG, PNG or BMP header, without decoding; None if unknown."""
+    header = _header(data)
+    return header[:2] if header else None
 
-    JPEG: the first start-of-frame marker (SOF0..SOF15 but DHT, JPG and DAC); PNG: IHDR;
-    BMP: the info header (a negative height means top-down rows).
+
+def _header(data: bytes) -> tuple[int, int, int | None] | None:
+    """(width, height, channels) from a JPEG, PNG or BMP header; channels None where the
+    header does not say it plainly (BMP). None if the header is not understood.
+
+    JPEG: the first start-of-frame marker (SOF0..SOF15 but DHT, JPG and DAC) and its
+    component count; PNG: IHDR and its colour type; BMP: the info header (a negative height
+    means top-down rows).
     """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 26:
+        channels = {0: 1, 4: 2}.get(data[25], 3)
+        return (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big"),
+                channels)
     if data[:2] == b"BM" and len(data) >= 26:
         if int.from_bytes(data[14:18], "little") == 12:  # OS/2 core header: 16-bit sizes
-            return int.from_bytes(data[18:20], "little"), int.from_bytes(data[20:22], "little")
+            return (int.from_bytes(data[18:20], "little"),
+                    int.from_bytes(data[20:22], "little"), None)
         width = int.from_bytes(data[18:22], "little", signed=True)
         height = int.from_bytes(data[22:26], "little", signed=True)
-        return abs(width), abs(height)
+        return abs(width), abs(height), None
     if data[:2] == b"\xff\xd8":
         i = 2
         while i + 9 < len(data):
@@ -112,29 +175,40 @@ def header_size(data: bytes) -> tuple[int, int] | None:
             length = int.from_bytes(data[i + 2:i + 4], "big")
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
                 return (int.from_bytes(data[i + 7:i + 9], "big"),
-                        int.from_bytes(data[i + 5:i + 7], "big"))
+                        int.from_bytes(data[i + 5:i + 7], "big"), data[i + 9])
             i += 2 + length
     return None
 
 
 def read_image(clip_id: str, path: Path, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
-    data = np.fromfile(path, np.uint8) if path.is_file() else None
+    """One frame file, decoded (:func:`decode_image`)."""
+    return decode_image(clip_id, path, np.fromfile(path, np.uint8) if path.is_file() else None,
+                        max_pixels)
+
+
+def decode_image(clip_id: str, path: Path, data: np.ndarray | None,
+                 max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
+    """A frame file's bytes decoded: grey (H, W) when its header says one channel (a JPEG
+    or PNG; libjpeg then skips the colour conversion, with the values IMREAD_COLOR puts in
+    each channel), else BGR (H, W, 3). A missing, oversized, truncated or undecodable file
+    is the clip's named failure."""
     if data is None:
         raise ClipError(clip_id, "input_missing", f"frame file {path} is missing")
-    size = header_size(data[:1 << 20].tobytes())  # the SOF follows EXIF/ICC segments
-    if size is not None and size[0] * size[1] > max_pixels:
+    header = _header(data[:1 << 20].tobytes())  # the SOF follows EXIF/ICC segments
+    if header is not None and header[0] * header[1] > max_pixels:
         raise ClipError(clip_id, "decode_error",
-                        f"{path} is {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} Mpx), "
-                        f"over max_frame_pixels={max_pixels}; not decoded")
+                        f"{path} is {header[0]}x{header[1]} ({header[0] * header[1] / 1e6:.0f} "
+                        f"Mpx), over max_frame_pixels={max_pixels}; not decoded")
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
     if jpeg and data.size and data[-2:].tobytes() != b"\xff\xd9":
         # libjpeg decodes a truncated file into a partly grey frame without failing
         raise ClipError(clip_id, "decode_error", f"{path} is a truncated JPEG ({data.size} bytes)")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    grey = header is not None and header[2] in (1, 2)
+    flag = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
+    image = cv2.imdecode(data, flag) if data.size else None
     if image is None:
         raise ClipError(clip_id, "decode_error", f"cannot decode {path} ({data.size} bytes)")
     return image
-
 
 
 def _video_frames(clip_id: str, path: Path, indices: list[int],
@@ -176,18 +250,3 @@ def _video_frames(clip_id: str, path: Path, indices: list[int],
                                 "container declares: truncated")
     finally:
         capture.release()
-
-
-def checksum(kind: str, path: Path, frames: list[str]) -> str:
-    """sha256 of the window's input bytes (each frame file, or the video file and indices)."""
-    digest = hashlib.sha256()
-    files = [path / name for name in frames] if kind == "images" else [path]
-    for file in files:
-        try:
-            digest.update(file.read_bytes())
-        except OSError:
-            digest.update(b"<missing>")
-        digest.update(b"\0")
-    if kind == "video":
-        digest.update(";".join(frames).encode())
-    return digest.hexdigest()

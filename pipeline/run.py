@@ -30,7 +30,7 @@ from .faces import ATTEMPTS, FacesConfig, model_checksum
 from .reader import open_store
 from .sample import TRUTH_NAME
 from .sequences import SequencesConfig, sequences_clip
-from .stages import ModalitiesConfig, faces_clip, modalities_clip
+from .stages import ModalitiesConfig, faces_clip, modalities_clip, preprocess_clip
 
 # The modules whose code decides each stage's output (hashed into every clip's key).
 FACES_CODE = tuple(f"mesti.pipeline.{m}" for m in ("faces", "frames", "stages", "store"))
@@ -92,40 +92,13 @@ def run_faces(manifest: Path, out: Path, config: FacesConfig,
     """
     started = time.perf_counter()
     out = Path(out).resolve()
-    records = read_manifest(manifest)  # a bad manifest is named before the store is looked at
-    store.check_owned(out, "faces")
-    if not records:
-        raise EmptyInput(f"{manifest}: the manifest lists no clip; nothing to do, and {out} "
-                         "is left as it is")
-    dataset = records[0].dataset
-    # the generated sample leaves its truth file beside the dataset folder it wrote
-    synthetic = any((folder / TRUTH_NAME).is_file() for folder in
-                    (Path(records[0].root), Path(records[0].root).parent))
-    tasks = []
-    for record in records:
-        row = asdict(record)
-        row["root"] = str(Path(record.root).resolve())
-        tasks.append(row)
+    records, tasks = _manifest_input(manifest, out)
     with store.writer_lock(out, "faces"):
-        context = {"versions": store.versions("mediapipe", "opencv-contrib-python",
-                                              code=FACES_CODE),
-                   "model_sha256": model_checksum()}
-        store.open_for_writing(out, "faces", {"dataset": dataset, "source": str(manifest),
-                                              "licence": licence(dataset, synthetic),
-                                              "params": asdict(config), **context})
+        context = _open_faces(out, manifest, records, config)[0]
         statuses = _map(faces_clip, tasks, cluster, "faces", key=lambda row: row["clip_id"],
                         store_path=str(out), config=config, context=context)
         metrics = _finish(out, [r.clip_id for r in records], statuses, started, prune)
-    found = metrics["clips_ok"] + metrics["clips_reused"]
-    faceless = sum(metrics["failures"].get(c, 0) for c in ("no_face", "several_faces"))
-    metrics["face_detection_rate"] = round(found / max(found + faceless, 1), 4)
-    by = Counter(s["detector"] for s in statuses if s["status"] == "ok")  # reused: not re-run
-    metrics["face_detection_by_attempt"] = {
-        a: round(by[a] / max(metrics["clips_ok"] + faceless, 1), 4) for a in ATTEMPTS}
-    counts = manifest.parent / "counts.json"
-    if counts.is_file():
-        metrics["clips_excluded"] = json.loads(counts.read_text())["clips_excluded"]
-    return _report("faces", metrics, statuses, outputs)
+    return _report("faces", _faces_metrics(metrics, statuses, manifest), statuses, outputs)
 
 
 def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
@@ -141,16 +114,130 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
     out = Path(out).resolve()
     clip_ids, attrs = _faces_input(faces, out, "modalities")
     with store.writer_lock(out, "modalities"):
-        context = {"versions": store.versions("numba", "opencv-contrib-python",
-                                              code=MODALITIES_CODE)}
-        store.open_for_writing(out, "modalities", {
-            "dataset": attrs.get("dataset", ""), "source": str(faces),
-            "licence": attrs.get("licence") or licence(attrs.get("dataset", "")),
-            "params": asdict(config), "images": config.names, **context})
+        context = _open_modalities(out, faces, attrs, config)
         statuses = _map(modalities_clip, clip_ids, cluster, "modalities", key=str,
                         faces_path=str(Path(faces).resolve()), store_path=str(out),
                         config=config, context=context)
         metrics = _finish(out, clip_ids, statuses, started, prune)
+    return _report("modalities", _modalities_metrics(metrics, statuses), statuses, outputs)
+
+
+def run_preprocess(manifest: Path, faces_out: Path, modalities_out: Path,
+                   faces_config: FacesConfig, modalities_config: ModalitiesConfig,
+                   cluster: ClusterOptions = ClusterOptions(),
+                   faces_outputs: StageOutputs = StageOutputs(),
+                   modalities_outputs: StageOutputs = StageOutputs(),
+                   prune: bool = False) -> dict[str, dict]:
+    """The faces and modalities stages in one pass per clip, on one pool.
+
+    Each clip's files are read once, decoded, aligned and equalised, and its modality
+    images are computed from the frames in memory; both stores, their content keys and
+    reports are those of ``run_faces`` followed by ``run_modalities`` (a test checks
+    byte equality). A clip whose faces key is unchanged is not decoded: its modalities
+    are reused, or recomputed from the faces store when only their knobs changed. Both
+    stores are checked and locked before anything is written. Returns both metrics.
+    """
+    started = time.perf_counter()
+    faces_out, modalities_out = Path(faces_out).resolve(), Path(modalities_out).resolve()
+    if faces_out == modalities_out:
+        raise store.WriteRefused(f"{faces_out}: the faces and modality stores must differ")
+    records, tasks = _manifest_input(manifest, faces_out)
+    store.check_owned(modalities_out, "modalities")
+    with store.writer_lock(faces_out, "faces"), \
+            store.writer_lock(modalities_out, "modalities"):
+        faces_context, faces_attrs = _open_faces(faces_out, manifest, records, faces_config)
+        modalities_context = _open_modalities(modalities_out, faces_out, faces_attrs,
+                                              modalities_config)
+        both = _map(preprocess_clip, tasks, cluster, "preprocess",
+                    key=lambda row: row["clip_id"], faces_path=str(faces_out),
+                    modalities_path=str(modalities_out), faces_config=faces_config,
+                    modalities_config=modalities_config, faces_context=faces_context,
+                    modalities_context=modalities_context)
+        faces_statuses = [_faces_status(s) for s in both]
+        faces_metrics = _finish(faces_out, [r.clip_id for r in records], faces_statuses,
+                                started, prune)
+        modality_statuses = [s["modalities"] for s in both if s.get("modalities")]
+        modality_metrics = _finish(modalities_out, [s["clip_id"] for s in modality_statuses],
+                                   modality_statuses, started, prune)
+    reports = {"faces": (_faces_metrics(faces_metrics, faces_statuses, manifest),
+                         faces_statuses, faces_outputs),
+               "modalities": (_modalities_metrics(modality_metrics, modality_statuses),
+                              modality_statuses, modalities_outputs)}
+    over = []
+    for stage, report in reports.items():  # both reports are written before either fails
+        try:
+            _report(stage, *report)
+        except StageFailed as error:
+            over.append(error)
+    if over:
+        raise over[0]
+    return {stage: report[0] for stage, report in reports.items()}
+
+
+def _faces_status(both: dict) -> dict:
+    """A fused task's faces status, or an infrastructure failure that took both stages."""
+    return both["faces"] if "faces" in both else both
+
+
+def _manifest_input(manifest: Path, out: Path) -> tuple[list, list[dict]]:
+    """The manifest's records and one task row per clip (absolute roots), after refusing a
+    bad manifest, an ``out`` the faces stage does not own and an empty manifest."""
+    records = read_manifest(manifest)  # a bad manifest is named before the store is looked at
+    store.check_owned(out, "faces")
+    if not records:
+        raise EmptyInput(f"{manifest}: the manifest lists no clip; nothing to do, and {out} "
+                         "is left as it is")
+    tasks = []
+    for record in records:
+        row = asdict(record)
+        row["root"] = str(Path(record.root).resolve())
+        tasks.append(row)
+    return records, tasks
+
+
+def _open_faces(out: Path, manifest: Path, records: list,
+                config: FacesConfig) -> tuple[dict, dict]:
+    """Write the faces store's root attributes; return the context every clip's key takes,
+    and those attributes."""
+    dataset = records[0].dataset
+    # the generated sample leaves its truth file beside the dataset folder it wrote
+    synthetic = any((folder / TRUTH_NAME).is_file() for folder in
+                    (Path(records[0].root), Path(records[0].root).parent))
+    context = {"versions": store.versions("mediapipe", "opencv-contrib-python",
+                                          code=FACES_CODE),
+               "model_sha256": model_checksum()}
+    attrs = {"dataset": dataset, "source": str(manifest), "licence": licence(dataset, synthetic),
+             "params": asdict(config), **context}
+    store.open_for_writing(out, "faces", attrs)
+    return context, attrs
+
+
+def _open_modalities(out: Path, faces: Path, faces_attrs: dict,
+                     config: ModalitiesConfig) -> dict:
+    """Write the modality store's root attributes; return the context of every clip's key."""
+    context = {"versions": store.versions("numba", "opencv-contrib-python",
+                                          code=MODALITIES_CODE)}
+    store.open_for_writing(out, "modalities", {
+        "dataset": faces_attrs.get("dataset", ""), "source": str(faces),
+        "licence": faces_attrs.get("licence") or licence(faces_attrs.get("dataset", "")),
+        "params": asdict(config), "images": config.names, **context})
+    return context
+
+
+def _faces_metrics(metrics: dict, statuses: list[dict], manifest: Path) -> dict:
+    found = metrics["clips_ok"] + metrics["clips_reused"]
+    faceless = sum(metrics["failures"].get(c, 0) for c in ("no_face", "several_faces"))
+    metrics["face_detection_rate"] = round(found / max(found + faceless, 1), 4)
+    by = Counter(s["detector"] for s in statuses if s["status"] == "ok")  # reused: not re-run
+    metrics["face_detection_by_attempt"] = {
+        a: round(by[a] / max(metrics["clips_ok"] + faceless, 1), 4) for a in ATTEMPTS}
+    counts = Path(manifest).parent / "counts.json"
+    if counts.is_file():
+        metrics["clips_excluded"] = json.loads(counts.read_text())["clips_excluded"]
+    return metrics
+
+
+def _modalities_metrics(metrics: dict, statuses: list[dict]) -> dict:
     errors = [abs(s["apex_estimate_error"]) for s in statuses
               if s.get("apex_estimate_error") is not None]
     metrics["apex_estimate_mae_frames"] = round(sum(errors) / len(errors), 2) if errors else None
@@ -162,7 +249,7 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
                                             if found else None)
     metrics["apex_policy_used"] = dict(Counter(s["apex_policy_used"] for s in statuses
                                                if "apex_policy_used" in s))
-    return _report("modalities", metrics, statuses, outputs)
+    return metrics
 
 
 def _faces_input(faces: Path, out: Path, kind: str) -> tuple[list[str], dict]:

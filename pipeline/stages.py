@@ -19,7 +19,7 @@ import numpy as np
 
 from . import apex as apex_policy
 from . import faces, store
-from .frames import ClipError, checksum, clip_folder, iter_frames
+from .frames import ClipError, ClipInput, clip_folder, read_input
 from .kernels import flat_tolerance, to_uint8, weighted_sum
 from .motion.flow import SCALINGS, TVL1Params
 from .motion.images import MOTION_IMAGES, FlowImages, motion_images
@@ -39,6 +39,13 @@ def _models(min_confidence: float) -> faces.FaceModels:
 def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
                context: dict) -> dict:
     """Align and equalise one manifest clip into the faces store."""
+    return _faces(record, store_path, config, context)[0]
+
+
+def _faces(record: dict, store_path: str, config: faces.FacesConfig,
+           context: dict) -> tuple[dict, tuple[np.ndarray, np.ndarray, dict] | None]:
+    """The clip's status, and its frames, mesh and attributes when they were just computed
+    (None when the store's clip was reused or the clip failed)."""
     cv2.setNumThreads(1)
     started = time.perf_counter()
     clip_id = record["clip_id"]
@@ -47,18 +54,18 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
         path = clip_folder(clip_id, record["root"], record["source"], record["frames"],
                            record["kind"])
     except ClipError as error:
-        return failed(error)
-    input_sha256 = checksum(record["kind"], path, record["frames"])
+        return failed(error), None
+    source = read_input(clip_id, record["kind"], path, record["frames"])
     key = store.faces_key(clip, asdict(config), context["versions"], context["model_sha256"],
-                          input_sha256)
+                          source.sha256)
     if store.existing_key(Path(store_path), clip_id) == key:
-        return {"clip_id": clip_id, "status": "reused"}
+        return {"clip_id": clip_id, "status": "reused"}, None
     try:
-        frames, found = _align(clip_id, record, path, config)
+        frames, found = _align(clip_id, record, source, config)
     except ClipError as error:
-        return failed(error)
+        return failed(error), None
     except faces.DetectorError as error:
-        return failed(ClipError(clip_id, "detector_crash", str(error)))
+        return failed(ClipError(clip_id, "detector_crash", str(error))), None
     attrs = {**clip, "n_frames": len(frames), "face_box": list(found["box"]),
              "face_score": found["score"], "detector": found["attempt"],
              "faces_found": found["n_faces"], "transform": found["matrix"].tolist(),
@@ -66,12 +73,39 @@ def faces_clip(record: dict, store_path: str, config: faces.FacesConfig,
              "detector_roll": round(found["detector_roll"], 2),
              "interocular_px": round(found["interocular_px"], 2),
              "face_drift": round(found["drift"], 3),
-             "provenance": {"params": asdict(config), **context, "input_sha256": input_sha256}}
+             "provenance": {"params": asdict(config), **context,
+                            "input_sha256": source.sha256}}
     store.write_clip(Path(store_path), clip_id,
                      {"frames": frames, "landmarks": found["landmarks"]}, attrs, key,
                      compress=False)
-    return {"clip_id": clip_id, "status": "ok", "detector": found["attempt"],
-            "seconds": time.perf_counter() - started}
+    status = {"clip_id": clip_id, "status": "ok", "detector": found["attempt"],
+              "seconds": time.perf_counter() - started}
+    return status, (frames, found["landmarks"], {**attrs, "content_key": key})
+
+
+def preprocess_clip(record: dict, faces_path: str, modalities_path: str,
+                    faces_config: faces.FacesConfig, modalities_config: ModalitiesConfig,
+                    faces_context: dict, modalities_context: dict) -> dict:
+    """One pass over one clip: its faces, then its modality images from the frames still
+    in memory. A reused faces clip's modalities are reused, or recomputed from the faces
+    store without decoding or aligning anything. Returns each stage's status (the
+    modalities' None when the faces failed: that stage has no such clip)."""
+    status, fresh = _faces(record, faces_path, faces_config, faces_context)
+    if status["status"] == "failed":
+        return {"faces": status, "modalities": None}
+    if fresh is None:
+        return {"faces": status, "modalities": modalities_clip(
+            record["clip_id"], faces_path, modalities_path, modalities_config,
+            modalities_context, faces_complete=False)}
+    frames, mesh, attrs = fresh
+    started = time.perf_counter()
+    key = _modalities_key(attrs, modalities_config, modalities_context)
+    if store.existing_key(Path(modalities_path), record["clip_id"]) == key:
+        done = {"clip_id": record["clip_id"], "status": "reused"}
+    else:
+        done = _write_modalities(record["clip_id"], frames, mesh, attrs, key, modalities_path,
+                                 modalities_config, modalities_context, started)
+    return {"faces": status, "modalities": done}
 
 
 def failed(error: ClipError) -> dict:
@@ -79,13 +113,15 @@ def failed(error: ClipError) -> dict:
             "message": error.message, "attempts": 1}
 
 
-def _align(clip_id: str, record: dict, path: Path,
+def _align(clip_id: str, record: dict, source: ClipInput,
            config: faces.FacesConfig) -> tuple[np.ndarray, dict]:
     models = _models(config.min_confidence)
-    stream = iter_frames(clip_id, record["kind"], path, record["frames"],
-                         config.max_frame_pixels)
+    stream = source.iter_frames(config.max_frame_pixels)
     onset_bgr = next(stream)
-    onset = cv2.cvtColor(onset_bgr, cv2.COLOR_BGR2RGB)  # MediaPipe wants RGB
+    # MediaPipe wants RGB; a grey clip is warped and equalised as grey (a third of the
+    # work, the same values: bench/profile.py, tests/test_one_pass.py)
+    to_rgb = cv2.COLOR_GRAY2RGB if onset_bgr.ndim == 2 else cv2.COLOR_BGR2RGB
+    onset = cv2.cvtColor(onset_bgr, to_rgb)
     if min(onset.shape[:2]) < faces.MIN_SIDE:
         raise ClipError(clip_id, "no_face", f"the onset frame is {onset.shape[1]}x"
                         f"{onset.shape[0]}: too small to hold a detectable face")
@@ -111,11 +147,11 @@ def _align(clip_id: str, record: dict, path: Path,
     drift = 0.0
     out = np.empty((count, config.size, config.size, 3), np.uint8)
     for t, frame in enumerate(chain([onset_bgr], stream)):  # warp BGR, convert only the crop
-        if frame.shape != onset.shape:
+        if frame.shape != onset_bgr.shape:
             raise ClipError(clip_id, "decode_error",
                             f"frame {record['frames'][t]} is {frame.shape[1]}x{frame.shape[0]}, "
                             f"the onset frame {onset.shape[1]}x{onset.shape[0]}")
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if t in checks or config.stabilise else None
+        rgb = cv2.cvtColor(frame, to_rgb) if t in checks or config.stabilise else None
         if t in checks:
             found = faces.attempt_faces(rgb, models, detection.attempt, config.upscale)
             moved = faces.drift(detection.face, found, detection.face.interocular)
@@ -123,8 +159,9 @@ def _align(clip_id: str, record: dict, path: Path,
             _check_drift(clip_id, record["frames"][t], moved, config)
         m = faces.stabilised(matrix, points, rgb, detection.box, models,
                              roll) if config.stabilise and t else matrix
-        crop = cv2.cvtColor(faces.warp(frame, m, config.size), cv2.COLOR_BGR2RGB)
-        out[t] = faces.equalise(crop, config)
+        crop = faces.warp(frame, m, config.size)
+        # a grey crop is equalised as its own luma and fills every channel
+        out[t] = faces.equalise(crop, config, "BGR").reshape(config.size, config.size, -1)
     return out, {"box": detection.box, "score": detection.score, "attempt": detection.attempt,
                  "n_faces": detection.n_faces, "matrix": matrix, "roll": roll,
                  "detector_roll": detection.roll, "interocular_px": interocular, "drift": drift,
@@ -235,23 +272,38 @@ def faces_arrays(source, clip_id: str) -> tuple[np.ndarray, np.ndarray] | ClipEr
 
 
 def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: ModalitiesConfig,
-                    context: dict) -> dict:
-    """MESTI, dynamic images, the apex frame and motion images of one clip of a faces store."""
+                    context: dict, faces_complete: bool = True) -> dict:
+    """MESTI, dynamic images, the apex frame and motion images of one clip of a faces store
+    (one being written by this run when not ``faces_complete``: its finished clips only)."""
     cv2.setNumThreads(1)  # one level of parallelism: Dask across clips
     started = time.perf_counter()
-    source = open_store(faces_path)
+    source = open_store(faces_path, require_complete=faces_complete)
     attrs = upstream_attrs(source, clip_id)
     if isinstance(attrs, ClipError):
         return failed(attrs)
-    params = asdict(config)
-    copied = {k: attrs[k] for k in store.MODALITY_FIELDS}
-    key = store.modalities_key(attrs["content_key"], copied, params, context["versions"])
+    key = _modalities_key(attrs, config, context)
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}
     arrays = faces_arrays(source, clip_id)
     if isinstance(arrays, ClipError):
         return failed(arrays)
     frames, mesh = arrays
+    return _write_modalities(clip_id, frames, mesh, attrs, key, store_path, config, context,
+                             started)
+
+
+def _modalities_key(faces_attrs: dict, config: ModalitiesConfig, context: dict) -> str:
+    return store.modalities_key(faces_attrs["content_key"],
+                                {k: faces_attrs[k] for k in store.MODALITY_FIELDS},
+                                asdict(config), context["versions"])
+
+
+def _write_modalities(clip_id: str, frames: np.ndarray, mesh: np.ndarray, attrs: dict,
+                      key: str, store_path: str, config: ModalitiesConfig, context: dict,
+                      started: float) -> dict:
+    """Compute one clip's modality images from its aligned frames and write them."""
+    params = asdict(config)
+    copied = {k: attrs[k] for k in store.MODALITY_FIELDS}
     if config.magnify:
         frames = np.clip(np.rint(magnify(frames, config.magnification)), 0, 255).astype(np.uint8)
     numbers = attrs["frame_numbers"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mesti.datasets_manifest.manifest import build_manifest
 from mesti.pipeline import faces, stages
-from mesti.pipeline.frames import ClipError
+from mesti.pipeline.frames import ClipError, read_input
 from real_clips import CLIPS, frame, needs
 
 pytestmark = needs("single_face.mp4", "video_01.mp4")
@@ -81,7 +81,8 @@ def _aligned(tmp_path, rotate: int | None, config: faces.FacesConfig,
         names.append(f"{t}.png")
         cv2.imwrite(str(folder / names[-1]), cv2.cvtColor(moved, cv2.COLOR_RGB2BGR))
     record = {"kind": "images", "frames": names, "frame_numbers": [0, 1, 2], "apex": None}
-    return stages._align("single_face", record, folder, config)
+    source = read_input("single_face", "images", folder, names)
+    return stages._align("single_face", record, source, config)
 
 
 @pytest.mark.parametrize("rotate", [cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_180,
