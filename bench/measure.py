@@ -20,28 +20,23 @@ import numpy as np
 from mesti.datasets_manifest.manifest import read_manifest
 from mesti.pipeline.faces import FacesConfig
 from mesti.pipeline.kernels import weighted_sum
-from mesti.pipeline.run import ClusterOptions, dask_client, run_faces, run_modalities
+from mesti.pipeline.run import ClusterOptions, dask_client, run_preprocess
 from mesti.pipeline.stages import ModalitiesConfig
 from mesti.pipeline.weights import mesti
 
-from .tasks import decode_clip, peak_rss_mb
+from .tasks import decode_clip, peak_rss_mb, warm_worker
 
 KERNEL_SHAPE = (60, 224, 224, 3)   # one CASME II-length clip of aligned faces
 
 
 @dataclass(frozen=True)
 class EndToEnd:
-    """One end-to-end run (manifest -> faces store -> modality store)."""
+    """One end-to-end run (manifest -> faces and modality stores, one pass, one pool)."""
 
     workers: int
-    faces_s: float
-    modalities_s: float
+    seconds: float
     faces_store: Path
     modalities_store: Path
-
-    @property
-    def total_s(self) -> float:
-        return self.faces_s + self.modalities_s
 
 
 @dataclass(frozen=True)
@@ -53,67 +48,85 @@ class Timing:
     repeats: int
 
 
-def _expect(metrics: dict, clips: int, stage: str) -> None:
-    """Fail unless the stage computed every clip (none reused, none failed)."""
-    if metrics["clips_ok"] != clips:
-        raise RuntimeError(f"{stage}: {metrics['clips_ok']} of {clips} clips computed: {metrics}")
+def _expect(metrics: dict, clips: int, stage: str, status: str = "clips_ok") -> None:
+    """Fail unless the stage computed (or reused) every clip, none failed."""
+    if metrics[status] != clips:
+        raise RuntimeError(f"{stage}: {metrics[status]} of {clips} clips {status}: {metrics}")
 
 
 def end_to_end(manifest: Path, scratch: Path, workers: int) -> EndToEnd:
-    """Both stages with the default knobs on ``workers`` workers, into fresh stores."""
+    """``mesti preprocess`` with the default knobs on ``workers`` workers, into fresh stores."""
     clips = len(read_manifest(manifest))
     faces_store = scratch / f"faces-{workers}w.zarr"
     modalities_store = scratch / f"modalities-{workers}w.zarr"
     cluster = ClusterOptions(workers=workers, progress=False)
     started = time.perf_counter()
-    _expect(run_faces(manifest, faces_store, FacesConfig(), cluster), clips, "faces")
-    faces_done = time.perf_counter()
-    _expect(run_modalities(faces_store, modalities_store, ModalitiesConfig(), cluster), clips,
-            "modalities")
-    return EndToEnd(workers, faces_done - started, time.perf_counter() - faces_done,
-                    faces_store, modalities_store)
+    metrics = run_preprocess(manifest, faces_store, modalities_store, FacesConfig(),
+                             ModalitiesConfig(), cluster)
+    elapsed = time.perf_counter() - started
+    _expect(metrics["faces"], clips, "faces")
+    _expect(metrics["modalities"], clips, "modalities")
+    return EndToEnd(workers, elapsed, faces_store, modalities_store)
 
 
-def decode_floor(manifest: Path, workers: int) -> float:
-    """Seconds to read and decode every frame of the manifest, one task per clip."""
+def decode_floor(manifest: Path, workers: int, grey: bool = False) -> float:
+    """Seconds to read and decode every frame of the manifest, one task per clip, on the
+    pipeline's own LocalCluster (started and stopped inside the time, as the pipeline's is).
+    ``grey`` decodes one-channel files as grey, as the pipeline does."""
     records = read_manifest(manifest)
     paths = [[str(Path(r.root) / r.source / name) for name in r.frames] for r in records]
     started = time.perf_counter()
     with dask_client(ClusterOptions(workers=workers)) as client:
-        decoded = sum(client.gather(client.map(decode_clip, paths, pure=False)))
+        decoded = sum(client.gather(client.map(decode_clip, paths, grey=grey, pure=False)))
     elapsed = time.perf_counter() - started
     if decoded != sum(len(p) for p in paths):
         raise RuntimeError(f"decode floor: {decoded} of {sum(map(len, paths))} frames decoded")
     return elapsed
 
 
-def modality_rerun(run: EndToEnd, clips: int) -> float:
-    """Seconds to redo the modalities stage after one knob changed (apex_policy -> middle).
-
-    The changed knob changes every clip's modality key, so every clip is recomputed from
-    the faces store while the faces stage does not run at all.
-    """
-    config = ModalitiesConfig(apex_policy="middle")
+def modality_rerun(run: EndToEnd, manifest: Path) -> float:
+    """Seconds for ``mesti preprocess`` after one modalities knob changed (apex_policy ->
+    middle), as ``dvc repro`` runs it: every faces clip is reused (its key recomputed from
+    the input bytes, nothing decoded) and every modality clip recomputed from the faces
+    store. The stores are put back to the default knobs afterwards by the next round."""
+    clips = len(read_manifest(manifest))
     started = time.perf_counter()
-    metrics = run_modalities(run.faces_store, run.modalities_store, config,
+    metrics = run_preprocess(manifest, run.faces_store, run.modalities_store, FacesConfig(),
+                             ModalitiesConfig(apex_policy="middle"),
                              ClusterOptions(workers=run.workers, progress=False))
     elapsed = time.perf_counter() - started
-    _expect(metrics, clips, "modalities re-run")
+    _expect(metrics["faces"], clips, "faces re-run", "clips_reused")
+    _expect(metrics["modalities"], clips, "modalities re-run")
     return elapsed
 
 
-def faces_peak_rss(manifest: Path, store: Path, workers: int) -> list[float]:
-    """Each worker's peak RSS (MiB) after the faces stage over ``manifest``, ascending.
+def fixed_cost(workers: int) -> float:
+    """Seconds a run pays whatever its size: start the LocalCluster, import the stage's
+    modules and make its models in every worker, stop the cluster."""
+    started = time.perf_counter()
+    with dask_client(ClusterOptions(workers=workers)) as client:
+        client.run(warm_worker)
+    return time.perf_counter() - started
 
-    The stage runs on a cluster started here (passed by address, as for a remote cluster)
+
+def peak_rss_and_disk(manifest: Path, scratch: Path, workers: int) -> tuple[list[float], float]:
+    """Each worker's peak RSS (MiB) after preprocessing ``manifest``, ascending, and the faces
+    store's bytes on disk per frame.
+
+    The run goes to a cluster started here (passed by address, as for a remote cluster)
     so the workers can be asked for their high-water mark once it has finished.
     """
-    clips = len(read_manifest(manifest))
+    records = read_manifest(manifest)
+    faces_store = scratch / f"faces-rss-{len(records)}.zarr"
     with dask_client(ClusterOptions(workers=workers)) as client:
         options = ClusterOptions(scheduler=client.scheduler.address, progress=False)
-        _expect(run_faces(manifest, store, FacesConfig(), options), clips, "faces")
+        metrics = run_preprocess(manifest, faces_store, scratch / f"modalities-rss-"
+                                 f"{len(records)}.zarr", FacesConfig(), ModalitiesConfig(),
+                                 options)
+        _expect(metrics["faces"], len(records), "faces")
         peaks = client.run(peak_rss_mb)
-    return sorted(peaks.values())
+    disk = sum(p.stat().st_size for p in faces_store.rglob("*") if p.is_file())
+    return sorted(peaks.values()), disk / sum(r.n_frames for r in records)
 
 
 def repeat(call: Callable[[], object], repeats: int) -> Timing:

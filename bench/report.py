@@ -62,7 +62,7 @@ def machine() -> dict[str, str]:
 
 
 def results_markdown(*, command: str, smoke: bool, dataset: str, rows: list[Row],
-                     about: dict[str, str], notes: list[str]) -> str:
+                     about: dict[str, str], notes: list[str], raw: str = "") -> str:
     """The text of bench/RESULTS.md."""
     lines = ["# Benchmark results", ""]
     if smoke:
@@ -73,6 +73,8 @@ def results_markdown(*, command: str, smoke: bool, dataset: str, rows: list[Row]
     lines += [f"- {key}: {value}" for key, value in about.items()]
     lines += ["", "## Results", "", table(rows), "", "## How each row is measured", ""]
     lines += [f"- {note}" for note in notes]
+    if raw:
+        lines += ["", "## Raw seconds, every round", "", raw]
     analysis = Path(__file__).with_name("ANALYSIS.md")
     if analysis.is_file():  # the hand-written causes of missed targets
         lines += ["", analysis.read_text().strip()]
