@@ -211,3 +211,21 @@ def test_equalising_a_bgr_crop_gives_the_rgb_crops_values(equalise: str) -> None
     config = FacesConfig(equalise=equalise)
     rgb = equalised(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), config)
     assert np.array_equal(equalised(bgr, config, "BGR"), rgb)
+
+
+def test_image_shards_written_directly_equal_zarrs_own(tmp_path: Path) -> None:
+    """Modality images (one zstd chunk per image in one shard, an all-zero image included)."""
+    data = np.random.default_rng(1).integers(0, 40, (4, 9, 8, 3), dtype=np.uint8)
+    data[2] = 0
+    store.write_clip(tmp_path / "direct.zarr", "c", {"images": data}, {}, "key",
+                     per_image=("images",))
+    direct = zarr.open_array(str(tmp_path / "direct.zarr"), path="clips/c/images", mode="r")
+    reference = zarr.create_array(str(tmp_path / "zarr.zarr"), shape=data.shape,
+                                  dtype=data.dtype, chunks=(1, *data.shape[1:]),
+                                  shards=data.shape, compressors=store.COMPRESSED,
+                                  fill_value=0, config={"write_empty_chunks": True})
+    reference[...] = data
+    (key,) = store.data_keys(direct)
+    assert (tmp_path / "direct.zarr" / key).read_bytes() == \
+        (tmp_path / "zarr.zarr" / "c/0/0/0/0").read_bytes()
+    assert np.array_equal(direct[...], data) and np.array_equal(direct[1], data[1])
