@@ -372,16 +372,19 @@ def _map(function: Callable[..., dict], items: list, cluster: ClusterOptions, la
             futures = client.map(function, items, pure=False, **kwargs)
             item_of = {future.key: item for future, item in zip(futures, items, strict=True)}
             attempts = dask.config.get("distributed.scheduler.allowed-failures") + 1
+            done = {}
             for future in as_completed(futures):
                 try:
-                    results.append(future.result())  # a bug in a task stops the run here
+                    done[future.key] = future.result()  # a bug in a task stops the run here
                 except KilledWorker:
-                    results.append({"clip_id": key(item_of[future.key]), "status": "failed",
-                                    "code": "infrastructure", "attempts": attempts,
-                                    "message": f"its worker died on all {attempts} attempts; "
-                                               "quarantined"})
+                    done[future.key] = {
+                        "clip_id": key(item_of[future.key]), "status": "failed",
+                        "code": "infrastructure", "attempts": attempts,
+                        "message": f"its worker died on all {attempts} attempts; quarantined"}
                 bar.update()
-    return results
+    # in the items' order, whatever order they finished in: the stores list their clips, and
+    # the failures tables their rows, in manifest order on any cluster
+    return [done[future.key] for future in futures]
 
 
 class ClusterError(RuntimeError):

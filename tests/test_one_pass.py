@@ -49,6 +49,19 @@ def test_one_pass_writes_byte_for_byte_what_the_two_stages_write(small_stores: P
         assert open_store(one_pass / name).clip_ids == open_store(small_stores / name).clip_ids
 
 
+def test_two_workers_list_the_clips_in_manifest_order(small_stores: Path, one_pass: Path,
+                                                      tmp_path: Path) -> None:
+    """Clips finish in any order on a cluster; the stores (which the trainer reads in their
+    order) list them in the manifest's, as a serial run does."""
+    manifest = small_stores / "manifest" / "manifest.csv"
+    run_preprocess(manifest, tmp_path / "faces.zarr", tmp_path / "modalities.zarr",
+                   FacesConfig(), ModalitiesConfig(), ClusterOptions(workers=2, progress=False))
+    order = [r.clip_id for r in read_manifest(manifest)]
+    for name in ("faces.zarr", "modalities.zarr"):
+        assert open_store(tmp_path / name).clip_ids == order
+        assert clip_files(tmp_path / name) == clip_files(one_pass / name)
+
+
 def _no_decoding(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("a frame was decoded or aligned")
