@@ -98,7 +98,7 @@ def run_faces(manifest: Path, out: Path, config: FacesConfig,
         statuses = _map(faces_clip, tasks, cluster, "faces", key=lambda row: row["clip_id"],
                         store_path=str(out), config=config, context=context)
         metrics = _finish(out, [r.clip_id for r in records], statuses, started, prune)
-    return _report("faces", _faces_metrics(metrics, statuses, manifest), statuses, outputs)
+    return _report("faces", _faces_metrics(metrics, out, manifest), statuses, outputs)
 
 
 def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
@@ -119,7 +119,7 @@ def run_modalities(faces: Path, out: Path, config: ModalitiesConfig,
                         faces_path=str(Path(faces).resolve()), store_path=str(out),
                         config=config, context=context)
         metrics = _finish(out, clip_ids, statuses, started, prune)
-    return _report("modalities", _modalities_metrics(metrics, statuses), statuses, outputs)
+    return _report("modalities", _modalities_metrics(metrics, out), statuses, outputs)
 
 
 def run_preprocess(manifest: Path, faces_out: Path, modalities_out: Path,
@@ -159,9 +159,9 @@ def run_preprocess(manifest: Path, faces_out: Path, modalities_out: Path,
         modality_statuses = [s["modalities"] for s in both if s.get("modalities")]
         modality_metrics = _finish(modalities_out, [s["clip_id"] for s in modality_statuses],
                                    modality_statuses, started, prune)
-    reports = {"faces": (_faces_metrics(faces_metrics, faces_statuses, manifest),
+    reports = {"faces": (_faces_metrics(faces_metrics, faces_out, manifest),
                          faces_statuses, faces_outputs),
-               "modalities": (_modalities_metrics(modality_metrics, modality_statuses),
+               "modalities": (_modalities_metrics(modality_metrics, modalities_out),
                               modality_statuses, modalities_outputs)}
     over = []
     for stage, report in reports.items():  # both reports are written before either fails
@@ -224,31 +224,43 @@ def _open_modalities(out: Path, faces: Path, faces_attrs: dict,
     return context
 
 
-def _faces_metrics(metrics: dict, statuses: list[dict], manifest: Path) -> dict:
-    found = metrics["clips_ok"] + metrics["clips_reused"]
+def _faces_metrics(metrics: dict, out: Path, manifest: Path) -> dict:
+    """Detection rates over every clip the store lists (reused ones too, from their
+    attributes), so the metrics describe the store, not which clips this run redid."""
     faceless = sum(metrics["failures"].get(c, 0) for c in ("no_face", "several_faces"))
+    with open_store(out) as written:
+        by = Counter(written.clip_attrs(c).get("detector") for c in written.clip_ids)
+    found = sum(by.values())
     metrics["face_detection_rate"] = round(found / max(found + faceless, 1), 4)
-    by = Counter(s["detector"] for s in statuses if s["status"] == "ok")  # reused: not re-run
     metrics["face_detection_by_attempt"] = {
-        a: round(by[a] / max(metrics["clips_ok"] + faceless, 1), 4) for a in ATTEMPTS}
+        a: round(by[a] / max(found + faceless, 1), 4) for a in ATTEMPTS}
     counts = Path(manifest).parent / "counts.json"
     if counts.is_file():
         metrics["clips_excluded"] = json.loads(counts.read_text())["clips_excluded"]
     return metrics
 
 
-def _modalities_metrics(metrics: dict, statuses: list[dict]) -> dict:
-    errors = [abs(s["apex_estimate_error"]) for s in statuses
-              if s.get("apex_estimate_error") is not None]
-    metrics["apex_estimate_mae_frames"] = round(sum(errors) / len(errors), 2) if errors else None
-    for name in ESTIMATORS:  # each apex estimator against the annotation (README, "Apex")
-        found = [abs(s["apex_estimator_errors"][name]) for s in statuses
-                 if s.get("apex_estimator_errors")]
+def _modalities_metrics(metrics: dict, out: Path) -> dict:
+    """The apex policy used and each apex estimator's error against the annotation, over
+    every clip the store lists (README, "Apex estimators")."""
+    errors: dict[str, list[int]] = {name: [] for name in ESTIMATORS}
+    chosen, used = [], Counter()
+    with open_store(out) as written:
+        for clip_id in written.clip_ids:
+            attrs = written.clip_attrs(clip_id)
+            used[attrs["apex_policy_used"]] += 1
+            if attrs["apex"] not in attrs["frame_numbers"]:
+                continue  # no annotated apex to measure against
+            annotated = attrs["frame_numbers"].index(attrs["apex"])
+            chosen.append(abs(attrs["apex_estimate_index"] - annotated))
+            for name, index in attrs["apex_estimates"].items():
+                errors[name].append(abs(index - annotated))
+    metrics["apex_estimate_mae_frames"] = round(sum(chosen) / len(chosen), 2) if chosen else None
+    for name, found in errors.items():
         metrics[f"apex_{name}_mae_frames"] = round(sum(found) / len(found), 2) if found else None
         metrics[f"apex_{name}_within_2"] = (round(sum(e <= 2 for e in found) / len(found), 3)
                                             if found else None)
-    metrics["apex_policy_used"] = dict(Counter(s["apex_policy_used"] for s in statuses
-                                               if "apex_policy_used" in s))
+    metrics["apex_policy_used"] = dict(sorted(used.items()))
     return metrics
 
 

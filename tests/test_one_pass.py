@@ -80,6 +80,10 @@ def test_modality_knob_change_recomputes_from_the_faces_store_without_decoding(
     same = run_preprocess(manifest, work / "faces.zarr", work / "modalities.zarr",
                           FacesConfig(), ModalitiesConfig(), SERIAL)
     assert same["faces"]["clips_reused"] == same["modalities"]["clips_reused"] == 4
+    # the metrics describe the stores, not which clips this run redid
+    assert same["faces"]["face_detection_by_attempt"]["short"] == 1.0
+    assert same["modalities"]["apex_policy_used"] == {"annotation": 4}
+    assert same["modalities"]["apex_region_difference_mae_frames"] is not None
     changed = ModalitiesConfig(apex_policy="middle")
     result = run_preprocess(manifest, work / "faces.zarr", work / "modalities.zarr",
                             FacesConfig(), changed, SERIAL)
