@@ -1,13 +1,14 @@
-"""Per-clip cost of the motion inputs, single-threaded, on a faces store.
+"""Per-clip cost of the motion inputs against their floor, single-threaded, on a faces store.
 
     python -m bench.motion_cost cache/faces/sample.zarr [--clips 4]
 
-Prints seconds per clip for the modality stage's flow images at several flow sizes (one
-Dual TV-L1 pair per onset->apex image, two with apex->offset), the active image, and the
-sequences stage's parts: the face mesh per sampled frame and the flow per consecutive pair.
-Times are CPU seconds of this process (``time.process_time``), so a machine shared with
-other work still gives comparable figures; the wall time of each whole section is printed
-beside them.
+Prints one table: CPU seconds per clip of the modality stage's flow images at several flow
+sizes (one Dual TV-L1 pair per onset->apex image), the active image, and the sequences
+stage at two settings (with its parts: the face mesh per sampled frame and the flow per
+consecutive pair); beside each, its floor, measured in the same run: reading that clip's
+aligned frames back from the faces store, which any stage derived from the faces must do,
+and the ratio cost / floor. Times are CPU seconds of this process (``time.process_time``),
+so a machine shared with other work still gives comparable figures.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ def _timed(function, *args) -> float:
     return time.process_time() - started
 
 
+def _row(name: str, seconds: list[float], floor: np.ndarray, detail: str = "") -> str:
+    cost, ratio = np.mean(seconds), np.mean(seconds) / floor.mean()
+    return (f"| {name} | {1000 * cost:.1f} | {1000 * floor.mean():.1f} | "
+            f"{ratio:.{1 if ratio < 10 else 0}f} | {detail} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("faces")
@@ -37,17 +44,23 @@ def main() -> None:
     cv2.setNumThreads(1)
     source = open_store(args.faces)
     clips = source.clip_ids[: args.clips]
+    # The floor: each clip's aligned frames read back and decoded, twice, the faster kept
+    # (the first read also warms the file cache that every later stage finds warm).
+    floor = np.array([min(_timed(source.frames, c) for _ in range(2)) for c in clips])
     data = [(source.frames(c), source.landmarks(c)) for c in clips]
     frames_per_clip = np.mean([len(f) for f, _ in data])
-    print(f"{len(clips)} clips of {source.location}, {frames_per_clip:.0f} frames on average, "
-          f"one thread, CPU seconds", flush=True)
+    print(f"{len(clips)} clips of {source.location}, {frames_per_clip:.0f} frames of "
+          f"{data[0][0].shape[1]}x{data[0][0].shape[2]} on average; one thread, CPU ms per "
+          "clip; floor: reading the clip's aligned frames from the faces store")
+    print()
+    print("| cost | ms per clip | floor ms per clip | cost / floor | parts |")
+    print("|---|---|---|---|---|")
     for size in (64, 96, 128):
         seconds = [_timed(motion_images, f, len(f) // 2, ("flow_uvs",), FlowImages(size=size))
                    for f, _ in data]
-        print(f"flow_uvs (one TV-L1 pair) at {size}x{size}: {np.mean(seconds):.2f} s per clip",
-              flush=True)
+        print(_row(f"flow_uvs (one TV-L1 pair) at {size}x{size}", seconds, floor), flush=True)
     seconds = [_timed(motion_images, f, len(f) // 2, ("active_image",)) for f, _ in data]
-    print(f"active_image: {1000 * np.mean(seconds):.1f} ms per clip")
+    print(_row("active_image", seconds, floor), flush=True)
     models = FaceModels()
     for config in (SequencesConfig(), SequencesConfig(size=144, flow=True)):
         costs, seconds = [], []
@@ -56,15 +69,14 @@ def main() -> None:
             costs.append(sequence_arrays(f, mesh, config, models)[1])
             seconds.append(time.process_time() - started)
         meshes = sum(c["meshes"] for c in costs)
-        line = (f"sequences (size {config.size}, {config.sampling} {config.length}, flow "
-                f"{config.flow}): {np.mean(seconds):.2f} s per clip; face mesh "
-                f"{1000 * sum(c['mesh_seconds'] for c in costs) / meshes:.1f} ms per frame "
-                f"({meshes / len(costs):.0f} frames per clip)")
+        parts = (f"face mesh {1000 * sum(c['mesh_seconds'] for c in costs) / meshes:.1f} ms "
+                 f"per frame ({meshes / len(costs):.0f} frames per clip)")
         if config.flow:
             flows = sum(c["flows"] for c in costs)
-            line += (f"; TV-L1 {sum(c['flow_seconds'] for c in costs) / flows:.2f} s per pair "
-                     f"({flows / len(costs):.0f} pairs per clip)")
-        print(line, flush=True)
+            parts += (f"; TV-L1 {1000 * sum(c['flow_seconds'] for c in costs) / flows:.0f} ms "
+                      f"per pair ({flows / len(costs):.0f} pairs per clip)")
+        print(_row(f"sequences (size {config.size}, {config.sampling} {config.length}, flow "
+                   f"{config.flow})", seconds, floor, parts), flush=True)
 
 
 if __name__ == "__main__":

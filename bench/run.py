@@ -130,8 +130,10 @@ def measure_all(args: argparse.Namespace, scratch: Path) -> Measurements:
     say("training: MEGANet images per second")
     from mesti.train.run import TrainConfig
 
+    from bench.training import training_throughput
+
     sizes = sorted({TrainConfig().input_size, 64})
-    throughput = {size: measure.training_throughput(size) for size in sizes}
+    throughput = {size: training_throughput(size) for size in sizes}
     return Measurements(data, rounds, face_rate, kernel, peak_rss, disk, throughput)
 
 

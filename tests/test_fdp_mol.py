@@ -201,6 +201,33 @@ def test_mol_inputs_phases_crops_and_targets(stores) -> None:
         load_inputs(stores, "mol", 3, config=config)
 
 
+def test_mol_training_crops_move_frames_flow_and_landmarks_together() -> None:
+    side, crop, points = 16, 10, 68
+    y, x = np.mgrid[:side, :side]
+    frames = np.broadcast_to((16 * y + x).astype(np.uint8), (2, 8, side, side)).copy()
+    flow = np.broadcast_to(np.stack([x, y], -1).astype(np.float16), (2, 7, side, side, 2))
+    landmarks = np.random.default_rng(0).uniform(0, side, (2, 8, points, 2)).astype(np.float32)
+    clip = {"frames": frames, "flow": flow.copy(), "landmarks": landmarks,
+            "pupil_distance": np.full((2, 8), 5.0, np.float32)}
+    inputs = MOLInputs([clip], torch.tensor([1]), MOLConfig(crop=crop, size=crop))
+    generator, offsets = torch.Generator().manual_seed(0), set()
+    for _ in range(12):
+        batch = inputs.batch(np.array([[0, 1]]), True, generator)
+        first = round((float(batch["input"][0, 0, 0, 0]) + 1) * 127.5)
+        y0, x0 = divmod(first, 16)
+        offsets.add((y0, x0))
+        expected = torch.from_numpy((16 * (y0 + y[:crop, :crop]) + x0 + x[:crop, :crop])
+                                    / 127.5 - 1).float()
+        for t in range(8):  # every frame of the clip cut at the same place
+            torch.testing.assert_close(batch["input"][0, t], expected)
+        assert torch.all(batch["flow"][0, :, 0] == torch.from_numpy(x0 + x[:crop, :crop]).float())
+        assert torch.all(batch["flow"][0, :, 1] == torch.from_numpy(y0 + y[:crop, :crop]).float())
+        torch.testing.assert_close(batch["landmarks"][0],
+                                   torch.from_numpy(landmarks[1] - np.array([x0, y0],
+                                                                            np.float32)))
+    assert len(offsets) > 3  # the crops are random
+
+
 def test_mol_prediction_is_one_row_per_video(stores) -> None:
     config = MOLConfig(crop=32, size=16, train_crops=1, **{k: v for k, v in TINY_MOL.items()
                                                             if k != "size"})

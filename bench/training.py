@@ -1,0 +1,147 @@
+"""Training throughput of the three models at the sample's settings.
+
+    python -m bench.training [--params params.yaml] [--steps 5] [--repeats 3]
+
+Prints training images (MEGANet) or clips (FDP, MOL) per second on the CPU, and on CUDA
+when a device is present: one warm-up step, then ``--repeats`` runs of ``--steps`` steps of
+each model's real training step (forward, its full loss, backward, Adam) on random inputs of
+the shapes the sample's params give (sections ``train``, ``sequences``, ``fdp``, ``mol``);
+the median run. The benchmark's MEGANet rows (``bench.run``, item 7) use the same function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def training_throughput(input_size: int, batch_size: int = 16, steps: int = 5, *,
+                        model: str = "meganet", model_config=None, device: str = "cpu",
+                        repeats: int = 1) -> float:
+    """Training samples per second of one model's real training step (forward, the model's
+    full loss, backward, Adam), the median over ``repeats`` runs of ``steps`` steps after one
+    warm-up step.
+
+    A sample is an image for MEGANet (``input_size`` its side) and a clip of frames for FDP
+    and MOL (``input_size`` the side of the sequences store's frames, which the model's
+    adapter resizes or crops with ``model_config``, sections ``fdp`` / ``mol``). The batch
+    is made once by the model's own adapter (train/inputs.py) from random inputs of the
+    right shapes: the speed of a step does not depend on the pixels.
+    """
+    import torch
+    from mesti.train.run import TrainConfig
+
+    torch.manual_seed(0)
+    inputs = _random_inputs(model, input_size, batch_size, model_config)
+    settings = inputs.settings(TrainConfig())
+    target = torch.device(device)
+    network = inputs.build(TrainConfig().variant, 3).to(target)
+    generator = torch.Generator().manual_seed(0)
+    batch = {k: v.to(target) for k, v in
+             inputs.batch(inputs.samples(train=True)[:batch_size], True, generator).items()}
+    if settings["channels_last"]:
+        network.to(memory_format=torch.channels_last)
+        batch["input"] = batch["input"].contiguous(memory_format=torch.channels_last)
+    optimiser = torch.optim.Adam(network.parameters(), lr=1e-4)
+    network.train()
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        inputs.loss(network(batch["input"]), batch, settings["gamma"]).backward()
+        optimiser.step()
+
+    def run() -> float:
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+        return steps * batch_size / (time.perf_counter() - started)
+
+    step()
+    if target.type == "cuda":
+        torch.cuda.synchronize(target)
+    return statistics.median(run() for _ in range(repeats))
+
+
+def _random_inputs(model: str, side: int, count: int, config):
+    """A model's training adapter over ``count`` random 3-class samples: MEGANet images
+    (3, side, side); FDP and MOL one 8-frame clip per sample from side x side frames (MOL
+    with its flow, landmark and pupil-distance targets)."""
+    import torch
+    from mesti.train.inputs import MODEL_CONFIGS, FDPInputs, ImageInputs, MOLInputs
+
+    rng = np.random.default_rng(0)
+    labels = torch.from_numpy(rng.integers(0, 3, count))
+    if model == "meganet":
+        return ImageInputs(torch.rand(count, 3, side, side) * 2 - 1, labels)
+    config = config or MODEL_CONFIGS[model]()
+    frames, length = 8, config.size if model == "fdp" else side
+    clips = rng.integers(0, 256, (count, frames, length, length), dtype=np.uint8)
+    if model == "fdp":
+        return FDPInputs(torch.from_numpy(clips), labels, config)
+    return MOLInputs([{"frames": c[None],
+                       "flow": rng.normal(0, 0.5, (1, frames - 1, side, side, 2)).astype(
+                           np.float16),
+                       "landmarks": rng.uniform(0, side, (1, frames, 68, 2)).astype(np.float32),
+                       "pupil_distance": np.full((1, frames), side / 3, np.float32)}
+                      for c in clips], labels, config)
+
+
+def sample_settings(params: Path) -> dict[str, dict]:
+    """Per model the keyword arguments of :func:`training_throughput` that the params file
+    gives: MEGANet's input size and batch; FDP's and MOL's sections over the sequences
+    store's frame side."""
+    from mesti.pipeline.sequences import SequencesConfig
+    from mesti.train.inputs import FDPConfig, MOLConfig
+    from mesti.train.run import TrainConfig
+
+    from mesti.params import load_section
+
+    train = load_section(TrainConfig, params, "train")
+    side = load_section(SequencesConfig, params, "sequences").size
+    fdp = load_section(FDPConfig, params, "fdp")
+    mol = load_section(MOLConfig, params, "mol")
+    return {
+        "meganet": {"input_size": train.input_size, "batch_size": train.batch_size},
+        "fdp": {"input_size": side, "batch_size": fdp.batch_size, "model_config": fdp},
+        "mol": {"input_size": side, "batch_size": mol.batch_size, "model_config": mol},
+    }
+
+
+def _shape(model: str, settings: dict) -> str:
+    config = settings.get("model_config")
+    if model == "meganet":
+        return f"images 3x{settings['input_size']}x{settings['input_size']}"
+    if model == "fdp":
+        return f"clips 8x{config.size}x{config.size}"
+    return (f"clips 8x{config.size}x{config.size} (crop {config.crop} of "
+            f"{settings['input_size']})")
+
+
+def main() -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"training throughput at {args.params}'s settings: median of {args.repeats} runs of "
+          f"{args.steps} steps after a warm-up step; torch threads {torch.get_num_threads()}")
+    print("| model | samples | batch | " + " | ".join(f"{d} per s" for d in devices) + " |")
+    print("|---|---|---|" + "---|" * len(devices))
+    for model, settings in sample_settings(args.params).items():
+        rates = [training_throughput(**settings, steps=args.steps, model=model, device=d,
+                                     repeats=args.repeats) for d in devices]
+        print(f"| {model} | {_shape(model, settings)} | {settings['batch_size']} | "
+              + " | ".join(f"{r:.1f}" for r in rates) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
