@@ -4,8 +4,16 @@ Every recipe module exposes the same entry point, ``prepare(root, sheet=None) ->
 and imports nothing from the rest of the project.
 """
 
-from . import casme2, casme3, samm, smic, videos
-
-RECIPES = {m.NAME: m for m in (casme2, samm, smic, casme3, videos)}
-
 __all__ = ["RECIPES"]
+
+
+def __getattr__(name: str):
+    """``RECIPES`` (dataset name -> recipe module), imported on first use: the pipeline's
+    workers import this package for a constant and need no sheet reader (pandas)."""
+    if name == "RECIPES":
+        from . import casme2, casme3, samm, smic, videos
+
+        recipes = {m.NAME: m for m in (casme2, samm, smic, casme3, videos)}
+        globals()["RECIPES"] = recipes  # imported once
+        return recipes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

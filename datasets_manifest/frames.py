@@ -7,6 +7,10 @@ from pathlib import Path
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".bmp", ".png", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mpg", ".mpeg", ".mkv", ".m4v"})
+# Containers whose header frame count is exact: an AVI's index lists every frame, so fewer
+# decoded frames means a truncated file. Elsewhere the count is an estimate from the duration
+# (mpg, mkv, mov) or counts frames an edit list hides (mp4: a real 95-frame clip declares 98).
+EXACT_COUNT = frozenset({".avi"})
 
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 

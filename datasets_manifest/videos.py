@@ -26,7 +26,7 @@ import cv2
 
 from . import sheets
 from ._common import disambiguate, parse_window
-from .frames import VIDEO_SUFFIXES
+from .frames import EXACT_COUNT, VIDEO_SUFFIXES
 from .records import Candidate, LabelMap, Problem, Scan, safe_id
 
 NAME = "videos"
@@ -112,11 +112,6 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
     scan.clips = disambiguate(clips)
     return scan
 
-
-# Containers whose header frame count is exact: an AVI's index lists every frame, so fewer
-# decoded frames means a truncated file. Elsewhere the count is an estimate from the duration
-# (mpg, mkv, mov) or counts frames an edit list hides (mp4: a real 95-frame clip declares 98).
-EXACT_COUNT = frozenset({".avi"})
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from mesti.datasets_manifest.videos import EXACT_COUNT
+from mesti.datasets_manifest.frames import EXACT_COUNT
 
 from .reader import SAFE_CLIP_ID
 
