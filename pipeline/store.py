@@ -374,7 +374,7 @@ def write_whole_chunk(path: Path, array: zarr.Array, data: np.ndarray) -> None:
     values' little-endian bytes, then their crc32c (little-endian).
 
     A faces clip is 9 MB of pixels; zarr's codec pipeline and event loop around the same
-    bytes cost 3.7x a plain file write (bench/profile.py). A test checks that the file is
+    bytes cost several times a plain file write. A test checks that the file is
     byte-identical to zarr's own.
     """
     codecs = [codec.to_dict()["name"] for codec in array.metadata.codecs]
@@ -389,8 +389,8 @@ def write_whole_shard(path: Path, array: zarr.Array, data: np.ndarray) -> None:
     each image's bytes zstd-compressed and followed by their crc32c, in order, then the
     index (each chunk's offset and length, little-endian uint64) and the index's crc32c.
 
-    zarr's sharding pipeline costs 2.7x this for a clip's five images (bench/profile.py);
-    a test checks that the file is byte-identical to zarr's own.
+    zarr's sharding pipeline costs several times this for a clip's images; a test checks
+    that the file is byte-identical to zarr's own.
     """
     (sharding,) = array.metadata.codecs
     config = sharding.to_dict().get("configuration", {})
