@@ -253,7 +253,7 @@ def _modalities_metrics(metrics: dict, out: Path) -> dict:
                 continue  # no annotated apex to measure against
             annotated = attrs["frame_numbers"].index(attrs["apex"])
             chosen.append(abs(attrs["apex_estimate_index"] - annotated))
-            for name, index in attrs["apex_estimates"].items():
+            for name, index in attrs.get("apex_estimates", {}).items():
                 errors[name].append(abs(index - annotated))
     metrics["apex_estimate_mae_frames"] = round(sum(chosen) / len(chosen), 2) if chosen else None
     for name, found in errors.items():

@@ -128,7 +128,7 @@ def _align(clip_id: str, record: dict, source: ClipInput,
     stream = source.iter_frames(config.max_frame_pixels)
     onset_bgr = next(stream)
     # MediaPipe wants RGB; a grey clip is warped and equalised as grey (a third of the
-    # work, the same values: bench/profile.py, tests/test_one_pass.py)
+    # work, the same values: tests/test_one_pass.py)
     to_rgb = cv2.COLOR_GRAY2RGB if onset_bgr.ndim == 2 else cv2.COLOR_BGR2RGB
     onset = cv2.cvtColor(onset_bgr, to_rgb)
     if min(onset.shape[:2]) < faces.MIN_SIDE:
