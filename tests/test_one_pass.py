@@ -284,3 +284,26 @@ def test_unchanged_inputs_are_not_read_again_and_a_rewritten_file_is(small_store
     for name in records[1].frames:
         oracle.update((raw / root / records[1].source / name).read_bytes() + b"\0")
     assert attrs["provenance"]["input_sha256"] == oracle.hexdigest()
+
+
+def test_the_command_writes_both_stores_and_reports_and_refuses_a_foreign_path(
+        small_stores: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from mesti.cli import main
+
+    manifest = small_stores / "manifest" / "manifest.csv"
+    options = ["--workers", "0", "--no-progress", "--params", str(tmp_path / "none.yaml")]
+    (tmp_path / "none.yaml").write_text("{}\n")
+    result = CliRunner().invoke(main, [
+        "preprocess", str(manifest), str(tmp_path / "f.zarr"), str(tmp_path / "m.zarr"),
+        "--faces-metrics", str(tmp_path / "f.json"),
+        "--modalities-failures", str(tmp_path / "m.csv"), *options])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "f.json").is_file() and (tmp_path / "m.csv").is_file()
+    assert open_store(tmp_path / "m.zarr").clip_ids == open_store(tmp_path / "f.zarr").clip_ids
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    refused = CliRunner().invoke(main, ["preprocess", str(manifest), str(tmp_path / "f2.zarr"),
+                                        str(tmp_path / "notes"), *options])
+    assert refused.exit_code == 1 and "notes" in refused.output
+    assert not (tmp_path / "f2.zarr").exists()
