@@ -129,23 +129,6 @@ def read_input(clip_id: str, kind: str, path: Path, frames: list[str]) -> ClipIn
                      data if kind == "images" else None)
 
 
-def input_stat(kind: str, path: Path, frames: list[str]) -> str:
-    """sha256 of the window's files' stat records (size, mtime, ctime, inode, device), or of
-    ``<missing>`` for an absent file: equal only while no file was written, replaced or
-    touched since (ctime moves on any change and cannot be set back), so a clip whose stat
-    digest is the one recorded with it has the input checksum recorded with it, without
-    reading a byte (as git and DVC decide what to re-hash)."""
-    digest = hashlib.sha256()
-    for file in [path / name for name in frames] if kind == "images" else [path]:
-        try:
-            st = file.stat()
-            digest.update(f"{st.st_size},{st.st_mtime_ns},{st.st_ctime_ns},{st.st_ino},"
-                          f"{st.st_dev};".encode())
-        except OSError:
-            digest.update(b"<missing>;")
-    return digest.hexdigest()
-
-
 def iter_frames(clip_id: str, kind: str, path: Path, frames: list[str],
                 max_pixels: int = MAX_FRAME_PIXELS) -> Iterator[np.ndarray]:
     """The window's frames in order (:meth:`ClipInput.iter_frames`), read from disk."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import apex as apex_policy
 from . import faces, store
-from .frames import ClipError, ClipInput, clip_folder, input_stat, read_input
+from .frames import ClipError, ClipInput, clip_folder, read_input
 from .kernels import flat_tolerance, to_uint8, weighted_sum
 from .motion.flow import SCALINGS, TVL1Params
 from .motion.images import MOTION_IMAGES, FlowImages, motion_images
@@ -55,20 +55,11 @@ def _faces(record: dict, store_path: str, config: faces.FacesConfig,
                            record["kind"])
     except ClipError as error:
         return failed(error), None
-    stat = input_stat(record["kind"], path, record["frames"])
-    existing = store.existing_attrs(Path(store_path), clip_id)
-    recorded = (existing or {}).get("provenance", {})
-    if recorded.get("input_stat") == stat and "input_sha256" in recorded:
-        source, input_sha256 = None, recorded["input_sha256"]  # no file changed since
-    else:
-        source = read_input(clip_id, record["kind"], path, record["frames"])
-        input_sha256 = source.sha256
+    source = read_input(clip_id, record["kind"], path, record["frames"])
     key = store.faces_key(clip, asdict(config), context["versions"], context["model_sha256"],
-                          input_sha256)
-    if existing and existing.get("content_key") == key:
+                          source.sha256)
+    if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}, None
-    if source is None:
-        source = read_input(clip_id, record["kind"], path, record["frames"])
     try:
         frames, found = _align(clip_id, record, source, config)
     except ClipError as error:
@@ -83,7 +74,7 @@ def _faces(record: dict, store_path: str, config: faces.FacesConfig,
              "interocular_px": round(found["interocular_px"], 2),
              "face_drift": round(found["drift"], 3),
              "provenance": {"params": asdict(config), **context,
-                            "input_sha256": source.sha256, "input_stat": stat}}
+                            "input_sha256": source.sha256}}
     store.write_clip(Path(store_path), clip_id,
                      {"frames": frames, "landmarks": found["landmarks"]}, attrs, key,
                      compress=False)

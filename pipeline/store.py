@@ -311,19 +311,13 @@ def _take_over(lock: Path, holder: dict) -> None:
 
 def existing_key(path: Path, clip_id: str) -> str | None:
     """The content key of a finished clip in the store, or None."""
-    attrs = existing_attrs(path, clip_id)
-    return attrs.get("content_key") if attrs else None
-
-
-def existing_attrs(path: Path, clip_id: str) -> dict | None:
-    """The attributes of a finished clip (status ok) in the store, or None."""
     try:
         group = zarr.open_group(str(path), path=f"clips/{clip_id}", mode="r",
                                 use_consolidated=False)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         return None
-    attrs = group.attrs.asdict()
-    return attrs if attrs.get("status") == "ok" else None
+    attrs = group.attrs
+    return attrs.get("content_key") if attrs.get("status") == "ok" else None
 
 
 # zarr v3 dimension names of the faces and modality stores' arrays (xarray reads them);
