@@ -138,6 +138,7 @@ def run_preprocess(manifest: Path, faces_out: Path, modalities_out: Path,
     stores are checked and locked before anything is written. Returns both metrics.
     """
     started = time.perf_counter()
+    given = faces_out  # the modality store names its source as the user gave it
     faces_out, modalities_out = Path(faces_out).resolve(), Path(modalities_out).resolve()
     if faces_out == modalities_out:
         raise store.WriteRefused(f"{faces_out}: the faces and modality stores must differ")
@@ -146,7 +147,7 @@ def run_preprocess(manifest: Path, faces_out: Path, modalities_out: Path,
     with store.writer_lock(faces_out, "faces"), \
             store.writer_lock(modalities_out, "modalities"):
         faces_context, faces_attrs = _open_faces(faces_out, manifest, records, faces_config)
-        modalities_context = _open_modalities(modalities_out, faces_out, faces_attrs,
+        modalities_context = _open_modalities(modalities_out, given, faces_attrs,
                                               modalities_config)
         both = _map(preprocess_clip, tasks, cluster, "preprocess",
                     key=lambda row: row["clip_id"], faces_path=str(faces_out),
