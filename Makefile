@@ -11,7 +11,7 @@ install: $(STAMP)
 # Re-install when the dependencies change; the editable install follows the code itself.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[all,test]'
 	@touch $@
 
 repro: $(STAMP)

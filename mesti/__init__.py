@@ -24,6 +24,9 @@ _PUBLIC = {
     "load_manifest": ("mesti.datasets_manifest.manifest", "read_manifest"),
 }
 
+# The extra that installs what a public name needs beyond the core (the reader's numpy and zarr).
+_EXTRAS = {"MestiDataset": "dataset", "load_manifest": "pipeline"}
+
 __all__ = ["MestiDataset", "__version__", "load_manifest", "open_store"]
 
 
@@ -32,7 +35,15 @@ def __getattr__(name: str) -> Any:
         module, attribute = _PUBLIC[name]
     except KeyError:
         raise AttributeError(f"module 'mesti' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attribute)
+    try:
+        value = getattr(importlib.import_module(module), attribute)
+    except ModuleNotFoundError as error:
+        extra = _EXTRAS.get(name)
+        package = (error.name or "mesti").partition(".")[0]
+        if extra is None or package == "mesti":
+            raise
+        raise ModuleNotFoundError(f"mesti.{name} needs {package}, which is not installed: "
+                                  f"pip install 'mesti-mer[{extra}]'", name=error.name) from error
     globals()[name] = value
     return value
 

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import click
 
-from mesti.datasets_manifest import RECIPES
-
 from .params import load_section
+
+# The recipes' names (mesti.datasets_manifest.RECIPES), spelled out so that the command line
+# imports without the recipes' readers (OpenCV, openpyxl): `mesti cache` needs the core only.
+DATASETS = ("casme2", "casme3", "samm", "smic", "videos")
 
 DEFAULT_PARAMS = Path("params.yaml")
 PARAMS = click.option("--params", "params", type=click.Path(dir_okay=False, path_type=Path),
@@ -39,18 +41,45 @@ class UserError(click.ClickException):
         self.exit_code = exit_code
 
 
+# Which extra of `pip install 'mesti-mer[EXTRA]'` brings each package the core lacks.
+EXTRAS = {name: "pipeline" for name in ("mediapipe", "cv2", "numba", "dask", "distributed",
+                                        "skimage", "openpyxl", "tqdm", "matplotlib", "dvc")}
+EXTRAS |= {"torch": "train", "dvclive": "train", "dask_jobqueue": "cluster"}
+TRAINING = ("train", "predict", "compare")  # their tqdm and matplotlib come with [train]
+
+
+def missing_extra(error: BaseException, command: str | None) -> UserError | None:
+    """The one-line message for a package of an extra that is not installed, else None."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    package = error.name.partition(".")[0]
+    extra = EXTRAS.get(package)
+    if extra is None:
+        return None
+    if command in TRAINING and package in ("tqdm", "matplotlib"):
+        extra = "train"
+    return UserError(f"mesti {command or ''} needs the [{extra}] extra ({package} is not "
+                     f"installed): pip install 'mesti-mer[{extra}]'", DATA)
+
+
+def _loaded(*names: str) -> tuple[type, ...]:
+    """The exception classes ``module:Class`` whose modules are imported: an exception can only
+    be an instance of a loaded class, and importing the others would pull in their extras."""
+    found = []
+    for name in names:
+        module, _, attribute = name.partition(":")
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], attribute))
+    return tuple(found)
+
+
 def user_error(error: BaseException) -> UserError | None:
     """The message for a known user-error exception, or None for anything else (a bug)."""
-    from mesti.datasets_manifest.manifest import ManifestError
-    from mesti.datasets_manifest.overrides import OverridesError
-    from mesti.datasets_manifest.sheets import SheetError
-    from mesti.pipeline.reader import StoreError
-    from mesti.pipeline.sample import SampleTargetError
-
-    from .params import ParamsError
-
-    usage = (ParamsError, SampleTargetError)
-    data = (ManifestError, SheetError, OverridesError, StoreError)
+    usage = _loaded("mesti.params:ParamsError", "mesti.pipeline.sample:SampleTargetError")
+    data = _loaded("mesti.datasets_manifest.manifest:ManifestError",
+                   "mesti.datasets_manifest.sheets:SheetError",
+                   "mesti.datasets_manifest.overrides:OverridesError",
+                   "mesti.pipeline.reader:StoreError")
     if isinstance(error, usage):
         return UserError(str(error), USAGE)
     if isinstance(error, data):
@@ -90,7 +119,7 @@ class Commands(click.Group):
         except click.exceptions.Exit:
             raise
         except Exception as error:
-            known = user_error(error)
+            known = missing_extra(error, ctx.invoked_subcommand) or user_error(error)
             if known is None:
                 raise
             raise known from error
@@ -119,7 +148,7 @@ def sample(out_dir: Path, params: Path) -> None:
 
 
 @main.command()
-@click.argument("dataset", type=click.Choice(sorted(RECIPES)))
+@click.argument("dataset", type=click.Choice(DATASETS))
 @click.argument("raw_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--sheet", type=click.Path(exists=True, dir_okay=False, path_type=Path),

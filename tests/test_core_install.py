@@ -1,0 +1,149 @@
+"""The reader alone: a fresh virtual environment with the core dependencies only.
+
+SLOW (marked ``slow``): creates a virtual environment and pip-installs the project without
+extras, from the configured index and pip's own cache (about half a minute on a 2-core x86
+CPU with a warm cache; the first run downloads about 60 MB). In it, a lab that only
+receives a cache opens, verifies, indexes and re-exports the sample's exported zip, from a
+file and over HTTP, and every command that needs an extra says which one, in one line. The
+oracle is the main environment (every extra installed) reading the same store.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loopback import serving
+
+import mesti
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "cv2", "mediapipe", "numba", "dask", "distributed", "matplotlib", "dvc",
+         "skimage", "openpyxl", "jax")
+
+pytestmark = pytest.mark.slow
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without the main venv's traces (PATH entry, VIRTUAL_ENV,
+    PYTHONPATH), so the core venv sees only what it installed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p != bin_dir)
+    return env
+
+
+@pytest.fixture(scope="module")
+def core_venv(tmp_path_factory) -> Path:
+    """A venv holding ``pip install ROOT`` (no extras); its bin folder."""
+    venv = tmp_path_factory.mktemp("core") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean_env())
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install",
+                           "--disable-pip-version-check", "--quiet", str(ROOT)],
+                          capture_output=True, text=True, env=clean_env(), timeout=600)
+    assert done.returncode == 0, "pip install of the core failed:\n" + done.stderr[-3000:]
+    return venv / "bin"
+
+
+def run(bin_dir: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=cwd, capture_output=True,
+                          text=True, env=clean_env(), timeout=300)
+
+
+READ = """
+import importlib.util, json, sys
+import numpy as np
+import mesti
+heavy = {heavy!r}
+store = mesti.open_store(sys.argv[1])
+index = store.index
+np.save(sys.argv[2], store.images("mesti"))
+print(json.dumps({{
+    "installed": [name for name in heavy if importlib.util.find_spec(name) is not None],
+    "imported": [name for name in heavy if name in sys.modules],
+    "clips": list(index["clip_id"]),
+    "labels": list(index["label3"]),
+    "names": list(store.names),
+    "numpy": np.__version__,
+}}))
+"""
+
+
+def test_the_core_reads_verifies_and_indexes_a_cache(core_venv: Path, small_stores: Path,
+                                                      tmp_path: Path) -> None:
+    (tmp_path / "sample.zip").write_bytes((small_stores / "export" / "modalities.zip").read_bytes())
+    truth = mesti.open_store(tmp_path / "sample.zip")
+    (tmp_path / "read.py").write_text(READ.format(heavy=HEAVY))
+
+    verified = run(core_venv, ["mesti", "cache", "verify", "sample.zip"], tmp_path)
+    assert verified.returncode == 0, verified.stderr[-2000:]
+    assert "sample.zip: ok" in verified.stdout
+
+    info = run(core_venv, ["mesti", "cache", "info", "sample.zip", "--json"], tmp_path)
+    assert info.returncode == 0, info.stderr[-2000:]
+    assert json.loads(info.stdout)["kind"] == truth.kind == "modalities"
+
+    with serving(tmp_path) as url:
+        for location, name in (("sample.zip", "file"), (f"{url}/sample.zip", "url")):
+            done = run(core_venv, ["python", "read.py", location, f"{name}.npy"], tmp_path)
+            assert done.returncode == 0, done.stderr[-2000:]
+            seen = json.loads(done.stdout)
+            assert seen["installed"] == [], f"the core installed {seen['installed']}"
+            assert seen["imported"] == []
+            assert seen["clips"] == list(truth.index["clip_id"]) and len(seen["clips"]) == 4
+            assert seen["labels"] == list(truth.index["label3"])
+            assert seen["names"] == list(truth.names)
+            assert np.array_equal(np.load(tmp_path / f"{name}.npy"), truth.images("mesti"))
+
+
+def test_the_core_exports_the_same_store_bytes(core_venv: Path, small_stores: Path,
+                                               tmp_path: Path) -> None:
+    """An export made with the core equals the main environment's, member for member, except
+    for the exporting environment's versions that MANIFEST.json records (and their checksum)."""
+    done = run(core_venv, ["mesti", "cache", "export", str(small_stores / "modalities.zarr"),
+                           str(tmp_path / "core.zip")], tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with zipfile.ZipFile(tmp_path / "core.zip") as ours, \
+            zipfile.ZipFile(small_stores / "export" / "modalities.zip") as theirs:
+        assert ours.namelist() == theirs.namelist()
+        for name in ours.namelist():
+            if name in ("MANIFEST.json", "SHA256SUMS"):
+                continue
+            assert ours.read(name) == theirs.read(name), name
+        manifests = [json.loads(z.read("MANIFEST.json")) for z in (ours, theirs)]
+    for manifest in manifests:
+        del manifest["exported_with"]
+    assert manifests[0] == manifests[1]
+    verified = run(core_venv, ["mesti", "cache", "verify", "core.zip"], tmp_path)
+    assert verified.returncode == 0, verified.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args, extra, package", [
+    (["sample", "out"], "pipeline", "cv2"),
+    (["manifest", "casme2", ".", "out"], "pipeline", "cv2"),
+    (["show", "sample.zip", "clip", "clip.png"], "pipeline", "matplotlib"),
+    (["train", "sample.zip", "run"], "train", "torch"),
+])
+def test_a_command_needing_an_extra_names_it(core_venv: Path, small_stores: Path,
+                                              tmp_path: Path, args: list[str], extra: str,
+                                              package: str) -> None:
+    (tmp_path / "sample.zip").write_bytes((small_stores / "export" / "modalities.zip").read_bytes())
+    done = run(core_venv, ["mesti", *args], tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"Error: mesti {args[0]} needs the [{extra}] extra ({package} is not installed): "
+        f"pip install 'mesti-mer[{extra}]'"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample.zip"]
+
+
+def test_the_dataset_names_its_extra(core_venv: Path, tmp_path: Path) -> None:
+    done = run(core_venv, ["python", "-c", "import mesti; mesti.MestiDataset"], tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ModuleNotFoundError: mesti.MestiDataset needs torch, which is not installed: "
+        "pip install 'mesti-mer[dataset]'")
