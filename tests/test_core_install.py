@@ -10,6 +10,7 @@ oracle is the main environment (every extra installed) reading the same store.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,6 +25,10 @@ import mesti
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "cv2", "mediapipe", "numba", "dask", "distributed", "matplotlib", "dvc",
          "skimage", "openpyxl", "jax")
+
+# What pyproject.toml builds the wheel from (its package-dir mapping and readme).
+PACKAGE_SOURCES = ("pyproject.toml", "README.md", "mesti", "pipeline", "train",
+                   "datasets_manifest")
 
 pytestmark = pytest.mark.slow
 
@@ -40,11 +45,23 @@ def clean_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def core_venv(tmp_path_factory) -> Path:
-    """A venv holding ``pip install ROOT`` (no extras); its bin folder."""
-    venv = tmp_path_factory.mktemp("core") / "venv"
+    """A venv holding ``pip install`` of the project (no extras); its bin folder.
+
+    The package's sources are copied out first, so the build leaves no ``build/`` folder in
+    the checkout, and no stale one there can slip into the wheel."""
+    tmp = tmp_path_factory.mktemp("core")
+    source = tmp / "source"
+    source.mkdir()
+    for name in PACKAGE_SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean_env())
     done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install",
-                           "--disable-pip-version-check", "--quiet", str(ROOT)],
+                           "--disable-pip-version-check", "--quiet", str(source)],
                           capture_output=True, text=True, env=clean_env(), timeout=600)
     assert done.returncode == 0, "pip install of the core failed:\n" + done.stderr[-3000:]
     return venv / "bin"
