@@ -1,7 +1,7 @@
 """Numba kernels: the weighted sum of a clip's frames, and its uint8 view.
 
 The inner loop runs over one contiguous row (width x channels) so it vectorises; indexing
-pixels in 2-D inside Numba does not, and is about ten times slower (DESIGN.md section 6).
+pixels in 2-D inside Numba does not, and is about ten times slower (docs/design.md section 6).
 Kernels are single-threaded: parallelism comes from running clips side by side.
 """
 

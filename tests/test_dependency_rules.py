@@ -1,4 +1,4 @@
-"""DESIGN.md's dependency rules, checked by importing with the forbidden packages blocked."""
+"""docs/design.md section 2.2: the dependency rules, checked by importing with packages blocked."""
 
 import subprocess
 import sys

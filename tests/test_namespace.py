@@ -1,4 +1,4 @@
-"""One import name: only ``mesti`` enters a user's import space (DESIGN.md section 9)."""
+"""One import name: only ``mesti`` enters a user's import space (docs/design.md section 9)."""
 
 import json
 import subprocess

@@ -1,4 +1,4 @@
-"""The 3- and 5-class protocols of DESIGN.md section 3, on sheets built from published counts."""
+"""The 3- and 5-class protocols of docs/design.md section 3, on sheets of published counts."""
 
 from collections import Counter
 from itertools import cycle

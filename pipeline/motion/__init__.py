@@ -8,5 +8,5 @@
 - ``landmarks68``: the iBUG/dlib 68-point convention read off MediaPipe's face mesh.
 - ``sampling``: which frames of a window a sequence model sees (FDP, MOL, TIM).
 
-Every function here is pure (arrays in, arrays out); DESIGN.md section 8 holds the formulas.
+Every function here is pure (arrays in, arrays out); docs/design.md section 8 holds the formulas.
 """

@@ -29,7 +29,7 @@ from torch import nn
 
 def dynamic_image_target(frames: torch.Tensor) -> torch.Tensor:
     """Bilen's dynamic image of (B, T, S, S) frames, sum_t (2t - T - 1) x_t (t = 1..T, the
-    raw-frame weights of DESIGN.md section 4), min-max scaled per clip to 0..1 as the
+    raw-frame weights of docs/design.md section 4), min-max scaled per clip to 0..1 as the
     published code's uint8 image / 255; a still clip maps to 0.5. Shape (B, 1, S, S)."""
     t = frames.shape[1]
     alpha = 2 * torch.arange(1, t + 1, dtype=frames.dtype, device=frames.device) - t - 1
