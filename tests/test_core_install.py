@@ -1,6 +1,6 @@
 """The reader alone: a fresh virtual environment with the core dependencies only.
 
-SLOW (marked ``slow``): creates a virtual environment and pip-installs the project without
+The tests marked ``slow`` create a virtual environment and pip-installs the project without
 extras, from the configured index and pip's own cache (about half a minute on a 2-core x86
 CPU with a warm cache; the first run downloads about 60 MB). In it, a lab that only
 receives a cache opens, verifies, indexes and re-exports the sample's exported zip, from a
@@ -29,8 +29,6 @@ HEAVY = ("torch", "cv2", "mediapipe", "numba", "dask", "distributed", "matplotli
 # What pyproject.toml builds the wheel from (its package-dir mapping and readme).
 PACKAGE_SOURCES = ("pyproject.toml", "README.md", "mesti", "pipeline", "train",
                    "datasets_manifest")
-
-pytestmark = pytest.mark.slow
 
 
 def clean_env() -> dict[str, str]:
@@ -91,6 +89,7 @@ print(json.dumps({{
 """
 
 
+@pytest.mark.slow
 def test_the_core_reads_verifies_and_indexes_a_cache(core_venv: Path, small_stores: Path,
                                                       tmp_path: Path) -> None:
     (tmp_path / "sample.zip").write_bytes((small_stores / "export" / "modalities.zip").read_bytes())
@@ -118,6 +117,7 @@ def test_the_core_reads_verifies_and_indexes_a_cache(core_venv: Path, small_stor
             assert np.array_equal(np.load(tmp_path / f"{name}.npy"), truth.images("mesti"))
 
 
+@pytest.mark.slow
 def test_the_core_exports_the_same_store_bytes(core_venv: Path, small_stores: Path,
                                                tmp_path: Path) -> None:
     """An export made with the core equals the main environment's, member for member, except
@@ -140,6 +140,7 @@ def test_the_core_exports_the_same_store_bytes(core_venv: Path, small_stores: Pa
     assert verified.returncode == 0, verified.stderr[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, extra, package", [
     (["sample", "out"], "pipeline", "cv2"),
     (["manifest", "casme2", ".", "out"], "pipeline", "cv2"),
@@ -158,9 +159,50 @@ def test_a_command_needing_an_extra_names_it(core_venv: Path, small_stores: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sample.zip"]
 
 
+@pytest.mark.slow
 def test_the_dataset_names_its_extra(core_venv: Path, tmp_path: Path) -> None:
     done = run(core_venv, ["python", "-c", "import mesti; mesti.MestiDataset"], tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         "ModuleNotFoundError: mesti.MestiDataset needs torch, which is not installed: "
         "pip install 'mesti-mer[dataset]'")
+
+
+BLOCKED = """
+import sys
+for name in {blocked!r}:
+    sys.modules[name] = None
+sys.argv = ["mesti", *{args!r}]
+from mesti.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("args, blocked, message", [
+    (["sample", "out"], ["cv2"],
+     "mesti sample needs the [pipeline] extra (cv2 is not installed): "
+     "pip install 'mesti-mer[pipeline]'"),
+    (["train", "sample.zip", "run"], ["matplotlib"],
+     "mesti train needs the [train] extra (matplotlib is not installed): "
+     "pip install 'mesti-mer[train]'"),
+])
+def test_a_missing_extra_is_one_line_here_too(tmp_path: Path, args: list[str],
+                                              blocked: list[str], message: str) -> None:
+    """The same messages in this environment, with the extra's packages blocked (fast)."""
+    (tmp_path / "sample.zip").write_bytes(b"")
+    done = subprocess.run([sys.executable, "-c", BLOCKED.format(blocked=blocked, args=args)],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert (done.returncode, done.stderr.strip().splitlines()) == (1, [f"Error: {message}"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample.zip"]
+
+
+def test_only_a_known_package_is_an_extra() -> None:
+    """A module of the project itself, or one no extra brings, that fails to import is a bug
+    and keeps its traceback (no message is made for it)."""
+    from mesti.cli import missing_extra
+
+    assert missing_extra(ModuleNotFoundError(name="mesti.pipeline.nothing"), "faces") is None
+    assert missing_extra(ModuleNotFoundError(name="somepackage"), "faces") is None
+    assert missing_extra(ImportError(name="cv2"), "faces") is None
+    known = missing_extra(ModuleNotFoundError(name="dask_jobqueue.slurm"), "faces")
+    assert known is not None and "[cluster]" in known.message and known.exit_code == 1
