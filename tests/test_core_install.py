@@ -206,3 +206,13 @@ def test_only_a_known_package_is_an_extra() -> None:
     assert missing_extra(ImportError(name="cv2"), "faces") is None
     known = missing_extra(ModuleNotFoundError(name="dask_jobqueue.slurm"), "faces")
     assert known is not None and "[cluster]" in known.message and known.exit_code == 1
+
+
+def test_the_command_line_names_every_recipe() -> None:
+    """`mesti manifest`'s choices are spelled out in mesti/cli.py (so the command line imports
+    without OpenCV); they must be the recipes' own names."""
+    from mesti.datasets_manifest import RECIPES
+
+    from mesti.cli import DATASETS
+
+    assert list(DATASETS) == sorted(RECIPES)
