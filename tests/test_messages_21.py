@@ -1,0 +1,118 @@
+"""Mistakes that used to end in a traceback or be accepted silently: each is now one line
+naming the input and the problem, or a correct result (issue 21)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from mesti.pipeline.reader import ReadLimits, StoreError
+from mesti.train.models import fdp
+from mesti.train.run import TrainConfig, run_training
+from test_training import tiny_store
+
+from mesti.cli import main
+
+TINY = TrainConfig(input_size=16, epochs=1, batch_size=4, lr=1e-3, figure_clips=1)
+
+
+def invoke(*args: str, env: dict | None = None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def one_line_error(result, code: int, *words: str) -> str:
+    """The command failed with ``code`` and printed exactly one line holding every word."""
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+# --- mesti predict: weights of another network, another head, a truncated file ------------
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> tuple[list[str], Path]:
+    tmp = tmp_path_factory.mktemp("predict")
+    stores = [tiny_store(tmp / "a.zarr", "casme2", 3, 0)]
+    run_training(stores, tmp / "run", TINY, progress=False)
+    return stores, tmp / "run"
+
+
+def test_predict_refuses_unusable_weights_by_name(run, tmp_path: Path) -> None:
+    stores, original = run
+    index = json.loads((original / "weights" / "folds.json").read_text())
+    first = index[0]["file"]
+
+    def damaged(name: str, write) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(original, folder)
+        write(folder / "weights" / first)
+        return folder
+
+    good = invoke("predict", *stores, original, "--out", tmp_path / "good.csv")
+    assert good.exit_code == 0 and "identical to" in good.output, good.output
+
+    fdp_weights = fdp.build("fdp", 3, size=16, patch=8, embed_dim=16, depth=1, heads=2)
+    folder = damaged("fdp", lambda path: torch.save(fdp_weights.state_dict(), path))
+    one_line_error(invoke("predict", *stores, folder), 1, str(folder / "weights" / first),
+                   "not the weights of this run's network", "MEGANet")
+
+    def four_classes(path: Path) -> None:
+        state = torch.load(path, weights_only=True)
+        state["head.weight"] = torch.zeros(4, state["head.weight"].shape[1])
+        state["head.bias"] = torch.zeros(4)
+        torch.save(state, path)
+
+    folder = damaged("four", four_classes)
+    one_line_error(invoke("predict", *stores, folder), 1, str(folder / "weights" / first),
+                   "a head of 4 classes", "this run has 3")
+
+    def truncated(path: Path) -> None:
+        path.write_bytes(path.read_bytes()[:-200])
+
+    folder = damaged("truncated", truncated)
+    one_line_error(invoke("predict", *stores, folder), 1, str(folder / "weights" / first),
+                   "not a readable weights file")
+
+
+# --- MESTI_* read limits: every value's range is checked, by name ----------------------------
+
+@pytest.mark.parametrize(("name", "value", "allowed"), [
+    ("MESTI_URL_TIMEOUT_S", "0", "above 0 and at most 3600"),  # used to wait forever
+    ("MESTI_URL_TIMEOUT_S", "inf", "above 0 and at most 3600"),  # used to give a traceback
+    ("MESTI_URL_TIMEOUT_S", "nan", "above 0 and at most 3600"),  # used to be accepted
+    ("MESTI_URL_TIMEOUT_S", "-1", "above 0 and at most 3600"),
+    ("MESTI_URL_RETRIES", "1000000000", "0 to 10"),
+    ("MESTI_URL_RETRIES", "2.5", "0 to 10"),
+    ("MESTI_URL_BACKOFF_S", "1e12", "0 to 60"),
+    ("MESTI_URL_BACKOFF_S", "nan", "0 to 60"),
+    ("MESTI_MAX_FRAMES", "0", "1 to"),
+    ("MESTI_MAX_SIDE", "inf", "1 to"),
+    ("MESTI_MAX_ARRAY_BYTES", "-5", "1 to"),
+    ("MESTI_MAX_CHUNKS", "lots", "1 to"),
+    ("MESTI_MAX_METADATA_BYTES", "1e400", "1 to"),
+])
+def test_read_limits_out_of_range_are_named(name: str, value: str, allowed: str,
+                                             tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as caught:
+        ReadLimits.from_env({name: value})
+    assert f"{name}={value!r}" in str(caught.value) and allowed in str(caught.value)
+    store = tiny_store(tmp_path / "a.zarr", "casme2", 1, 0)
+    one_line_error(invoke("cache", "info", store, env={name: value}), 1, name, repr(value),
+                   allowed)
+
+
+def test_read_limits_bound_the_total_back_off() -> None:
+    with pytest.raises(StoreError, match="MESTI_URL_BACKOFF_S=50 with MESTI_URL_RETRIES=10 "
+                                         r"would wait 51150 s .*at most 3600 s"):
+        ReadLimits.from_env({"MESTI_URL_BACKOFF_S": "50", "MESTI_URL_RETRIES": "10"})
+    limits = ReadLimits.from_env({"MESTI_URL_TIMEOUT_S": " 5 ", "MESTI_URL_RETRIES": "10",
+                                  "MESTI_URL_BACKOFF_S": "0", "MESTI_MAX_FRAMES": "7"})
+    assert (limits.url_timeout_s, limits.url_retries, limits.url_backoff_s,
+            limits.max_frames) == (5.0, 10, 0.0, 7)
