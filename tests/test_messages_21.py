@@ -1,16 +1,21 @@
 """Mistakes that used to end in a traceback or be accepted silently: each is now one line
 naming the input and the problem, or a correct result (issue 21)."""
 
+import io
 import json
 import shutil
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from mesti.pipeline.frames import ClipError, iter_frames, jpeg_complete
 from mesti.pipeline.reader import ReadLimits, StoreError
 from mesti.train.models import fdp
 from mesti.train.run import TrainConfig, run_training
+from PIL import Image
 from test_training import tiny_store
 
 from mesti.cli import main
@@ -116,3 +121,55 @@ def test_read_limits_bound_the_total_back_off() -> None:
                                   "MESTI_URL_BACKOFF_S": "0", "MESTI_MAX_FRAMES": "7"})
     assert (limits.url_timeout_s, limits.url_retries, limits.url_backoff_s,
             limits.max_frames) == (5.0, 10, 0.0, 7)
+
+
+# --- JPEG truncation: judged by the decoder's walk to its end marker, not the last bytes -----
+
+def _jpegs() -> dict[str, bytes]:
+    """Baseline, progressive and restart-marker JPEGs, and one carrying an EXIF thumbnail
+    (a complete JPEG with its own end marker inside APP1)."""
+    rng = np.random.default_rng(3)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3)).astype(np.uint8), (5, 5), 0)
+    made = {name: cv2.imencode(".jpg", image, flags)[1].tobytes() for name, flags in (
+        ("baseline", []), ("progressive", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        ("restarts", [cv2.IMWRITE_JPEG_RST_INTERVAL, 1]))}
+    exif = b"Exif\0\0" + cv2.imencode(".jpg", image[::4, ::4])[1].tobytes()
+    base = made["baseline"]
+    made["thumbnail"] = base[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + \
+        base[2:]
+    return made
+
+
+def _pillow_reads(data: bytes) -> bool:
+    """The independent oracle: Pillow's decoder, which refuses a truncated file."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("name", ["baseline", "progressive", "restarts", "thumbnail"])
+def test_jpeg_completeness_agrees_with_a_decoder(name: str) -> None:
+    data = _jpegs()[name]
+    for tail in (b"\x00", b"\xff", b"padding\xff\xd8"):
+        assert jpeg_complete(np.frombuffer(data + tail, np.uint8)) and _pillow_reads(data + tail)
+    for cut in range(4, len(data) - 1, 11):
+        cut_data = data[:cut]
+        assert not jpeg_complete(np.frombuffer(cut_data, np.uint8)), cut
+        assert not _pillow_reads(cut_data), cut
+
+
+def test_a_byte_after_the_end_marker_keeps_the_clip(tmp_path: Path) -> None:
+    data = _jpegs()["baseline"]
+    for number in (1, 2, 3):
+        (tmp_path / f"img{number}.jpg").write_bytes(data)
+    (tmp_path / "img2.jpg").write_bytes(data + b"\x00")  # used to fail the clip
+    frames = list(iter_frames("c", "images", tmp_path, ["img1.jpg", "img2.jpg", "img3.jpg"]))
+    expected = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert len(frames) == 3 and all(np.array_equal(f, expected) for f in frames)
+    (tmp_path / "img3.jpg").write_bytes(data[:len(data) // 2] + b"\x00")  # truly truncated
+    with pytest.raises(ClipError, match=r"img3\.jpg is a truncated JPEG") as caught:
+        list(iter_frames("c", "images", tmp_path, ["img1.jpg", "img2.jpg", "img3.jpg"]))
+    assert caught.value.code == "decode_error"
