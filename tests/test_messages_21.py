@@ -1,6 +1,7 @@
 """Mistakes that used to end in a traceback or be accepted silently: each is now one line
 naming the input and the problem, or a correct result (issue 21)."""
 
+import errno
 import io
 import json
 import shutil
@@ -12,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from mesti.pipeline.frames import ClipError, iter_frames, jpeg_complete
-from mesti.pipeline.reader import ReadLimits, StoreError
+from mesti.pipeline.reader import ReadLimits, StoreError, open_store
 from mesti.train.models import fdp
 from mesti.train.run import TrainConfig, run_training
 from PIL import Image
@@ -173,3 +174,98 @@ def test_a_byte_after_the_end_marker_keeps_the_clip(tmp_path: Path) -> None:
     with pytest.raises(ClipError, match=r"img3\.jpg is a truncated JPEG") as caught:
         list(iter_frames("c", "images", tmp_path, ["img1.jpg", "img2.jpg", "img3.jpg"]))
     assert caught.value.code == "decode_error"
+
+
+# --- a read-only output folder, a full disk: one line naming the path ------------------------
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Path:
+    """A folder this process cannot write in: a folder without write permission, or, for
+    root (whom permissions do not stop), the kernel's /sys, which refuses every new entry."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").touch()
+    except PermissionError:
+        return folder
+    (folder / "probe").unlink()
+    assert Path("/sys/kernel").is_dir(), "running as root without /sys: no read-only folder"
+    return Path("/sys")
+
+
+def test_a_read_only_output_folder_is_one_line(small_stores: Path, read_only: Path,
+                                               tmp_path: Path) -> None:
+    tiny = tiny_store(tmp_path / "tiny.zarr", "casme2", 3, 0)
+    manifest = small_stores / "manifest" / "manifest.csv"
+    clip_id = open_store(small_stores / "modalities.zarr").clip_ids[0]
+    params = tmp_path / "empty.yaml"
+    params.write_text("")
+    cases = {
+        "sample": ("sample", read_only / "m21-sample", "--params", params),
+        "manifest": ("manifest", "casme2", small_stores / "raw", read_only / "m21-manifest",
+                     "--params", params),
+        "faces": ("faces", manifest, read_only / "m21-faces.zarr", "--workers", "0",
+                  "--no-progress", "--params", params),
+        "modalities": ("modalities", small_stores / "faces.zarr", read_only / "m21-mod.zarr",
+                       "--workers", "0", "--no-progress", "--params", params),
+        "preprocess": ("preprocess", manifest, read_only / "m21-f.zarr",
+                       read_only / "m21-m.zarr", "--workers", "0", "--no-progress",
+                       "--params", params),
+        "sequences": ("sequences", small_stores / "faces.zarr", read_only / "m21-seq.zarr",
+                      "--workers", "0", "--no-progress", "--params", params),
+        "train": ("train", tiny, read_only / "m21-run", "--params", params, "--no-progress"),
+        "cache export": ("cache", "export", small_stores / "modalities.zarr",
+                         read_only / "m21.zip"),
+        "show": ("show", small_stores / "modalities.zarr", clip_id, read_only / "m21.png"),
+    }
+    for name, args in cases.items():
+        result = invoke(*args)
+        line = one_line_error(result, 1, str(read_only / "m21"))
+        assert "permission denied" in line or "read-only file system" in line, (name, line)
+    assert not [p for p in read_only.iterdir() if p.name.startswith("m21")]
+
+
+@pytest.fixture
+def work_folders(small_stores: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A current folder, an output folder beside it, and the small stores."""
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "params.yaml").write_text("")  # every knob at its default, silently
+    (tmp_path / "out").mkdir()
+    return tmp_path / "here", tmp_path / "out", small_stores
+
+
+def test_a_full_disk_names_the_store_not_the_current_folder(work_folders, monkeypatch) -> None:
+    from mesti.pipeline import store as store_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # a write: no file name
+
+    here, out, small_stores = work_folders
+    monkeypatch.setattr(store_module, "write_clip", full)
+    monkeypatch.chdir(here)
+    result = invoke("modalities", small_stores / "faces.zarr", out / "m.zarr", "--workers",
+                    "0", "--no-progress")
+    line = one_line_error(result, 1, f"{out / 'm.zarr'}: no space left on device",
+                          "MB free on that file system")
+    assert str(here) not in line
+
+
+# --- a writer lock path that is a folder ----------------------------------------------------
+
+def test_a_lock_path_that_is_a_folder_is_refused_by_name(work_folders, capfd) -> None:
+    from mesti.pipeline.store import LOCK_FILE
+
+    here, out, small_stores = work_folders
+    target = out / "m.zarr"
+    shutil.copytree(small_stores / "modalities.zarr", target)
+    (target / LOCK_FILE).mkdir()
+    (target / LOCK_FILE / "note.txt").write_text("mine")
+    before = sorted(p.relative_to(target) for p in target.rglob("*"))
+    result = invoke("modalities", small_stores / "faces.zarr", target, "--workers", "0",
+                    "--no-progress", "--params", here / "params.yaml")
+    one_line_error(result, 1, f"{target / LOCK_FILE}: the store's writer lock path is a "
+                              "directory", "move it away")
+    assert "taking over" not in capfd.readouterr().err
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
+    assert (target / LOCK_FILE / "note.txt").read_text() == "mine"
