@@ -1,9 +1,11 @@
 """Mistakes that used to end in a traceback or be accepted silently: each is now one line
 naming the input and the problem, or a correct result (issue 21)."""
 
+import csv
 import errno
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from mesti.datasets_manifest import casme2
+from mesti.datasets_manifest.manifest import ManifestError, read_manifest
 from mesti.pipeline.frames import ClipError, iter_frames, jpeg_complete
 from mesti.pipeline.reader import ReadLimits, StoreError, open_store
 from mesti.train.models import fdp
@@ -269,3 +273,48 @@ def test_a_lock_path_that_is_a_folder_is_refused_by_name(work_folders, capfd) ->
     assert "taking over" not in capfd.readouterr().err
     assert sorted(p.relative_to(target) for p in target.rglob("*")) == before
     assert (target / LOCK_FILE / "note.txt").read_text() == "mine"
+
+
+# --- a manifest whose labels were edited: checked against the dataset's mapping -------------
+
+def _edited(small_stores: Path, tmp_path: Path, name: str, **cells: str) -> Path:
+    """The small manifest with its first row's ``cells`` replaced, as ``name``."""
+    with (small_stores / "manifest" / "manifest.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[0].update(cells)
+    path = tmp_path / name
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_edited_labels_are_refused_naming_line_column_and_value(small_stores: Path,
+                                                                tmp_path: Path) -> None:
+    original = read_manifest(small_stores / "manifest" / "manifest.csv")
+    first = original[0]
+    assert first.dataset == "casme2" and first.label3 == casme2.LABELS.three[first.emotion]
+    other = next(e for e in sorted(casme2.LABELS.three)
+                 if casme2.LABELS.three[e] != first.label3)
+    cases = {
+        "banana.csv": ({"label3": "banana"}, "column label3: 'banana' disagrees"),
+        "disagree.csv": ({"emotion": other}, f"column label3: {first.label3!r} disagrees "
+                                             f"with the emotion {other!r}"),
+        "label5.csv": ({"label5": "fear"}, "column label5: 'fear' disagrees"),
+        "emotion.csv": ({"emotion": "banana", "label3": "", "label5": ""},
+                        "column emotion: 'banana' is not a casme2 emotion"),
+        "dataset.csv": ({"dataset": "mydata"}, "column dataset: 'mydata' is not one of"),
+    }
+    for name, (cells, words) in cases.items():
+        path = _edited(small_stores, tmp_path, name, **cells)
+        with pytest.raises(ManifestError, match=re.escape(f"{path}, line 2, {words}")):
+            read_manifest(path)
+        out = tmp_path / f"{name}.zarr"
+        one_line_error(invoke("faces", path, out, "--workers", "0", "--no-progress"), 1,
+                       f"{path}, line 2, {words}")
+        assert not out.exists()
+    consistent = _edited(small_stores, tmp_path, "relabelled.csv", emotion=other,
+                         label3=casme2.LABELS.three[other],
+                         label5=casme2.LABELS.five.get(other, ""))
+    assert read_manifest(consistent)[0].label3 == casme2.LABELS.three[other]
