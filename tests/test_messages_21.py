@@ -10,12 +10,14 @@ import shutil
 from pathlib import Path
 
 import cv2
+import fakes
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from mesti.datasets_manifest import casme2
+from mesti.datasets_manifest import casme2, casme3, samm, videos
 from mesti.datasets_manifest.manifest import ManifestError, read_manifest
+from mesti.datasets_manifest.validate import ManifestConfig, validate
 from mesti.pipeline.frames import ClipError, iter_frames, jpeg_complete
 from mesti.pipeline.reader import ReadLimits, StoreError, open_store
 from mesti.train.models import fdp
@@ -318,3 +320,74 @@ def test_edited_labels_are_refused_naming_line_column_and_value(small_stores: Pa
                          label3=casme2.LABELS.three[other],
                          label5=casme2.LABELS.five.get(other, ""))
     assert read_manifest(consistent)[0].label3 == casme2.LABELS.three[other]
+
+
+# --- a malformed subject cell excludes its row, by name, in every recipe ---------------------
+
+def _invalid_subjects(problems) -> dict[str, str]:
+    assert all(p.action == "excluded" for p in problems if p.code == "subject_invalid")
+    return {p.clip_id: p.detail for p in problems if p.code == "subject_invalid"}
+
+
+def test_casme3_malformed_subject_excludes_only_its_row(tmp_path: Path) -> None:
+    root = tmp_path / "casme3"
+    fakes.casme3_clip(root, 1, "a", 1, 60)
+    fakes.casme3_clip(root, 2, "b", 1, 60)
+    fakes.xlsx(root / "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx", fakes.CASME3_HEADER, [
+        ["spNO.1", "a", 10, 20, 30, "4", "1", "disgust"],      # sheet row 2
+        ["spNO.x", "a", 40, 45, 50, "4", "1", "disgust"],      # 3: no number
+        [None, "b", 10, 20, 30, "12", "2", "happy"],            # 4: blank
+        ["spNO.1.5", "b", 10, 20, 30, "12", "2", "happy"],      # 5: not a whole number
+        [2.0, "b", 10, 20, 30, "1+2", "3", "surprise"],         # 6: the number 2.0
+    ])
+    records, problems = validate(casme3.prepare(root), {}, ManifestConfig())
+    assert [r.clip_id for r in records] == ["spNO.1_a", "spNO.2_b"]
+    invalid = _invalid_subjects(problems)
+    assert set(invalid) == {"row3", "row4", "row5"}
+    assert invalid["row3"] == "sheet row 3: subject 'spNO.x' is not a subject number " \
+                              "(filename 'a')"
+    assert invalid["row4"].startswith("sheet row 4: subject '' is not a subject number")
+    assert casme3._subject("spno1") == casme3._subject(1) == casme3._subject("01") == "spNO.1"
+
+
+def test_samm_malformed_subject_excludes_only_its_row(tmp_path: Path) -> None:
+    root = tmp_path / "SAMM_data"
+    fakes.samm_clip(root, 6, "006_1_2", 5562, 5580)
+    fakes.samm_clip(root, 7, "007_5_1", 10, 30)
+    rows = [
+        [6, "006_1_2", "1", 5562, 5570, 5580, 19, "Micro", "R12", "Happiness", "2", ""],
+        ["six", "006_1_3", "1", 5562, 5570, 5580, 19, "Micro", "R12", "Happiness", "2", ""],
+        [None, "006_1_4", "1", 5562, 5570, 5580, 19, "Micro", "R12", "Happiness", "2", ""],
+        ["7.0", "007_5_1", "5", 10, 20, 30, 21, "Micro", "1+2", "Other", "7", ""],
+    ]
+    fakes.xlsx(root / "SAMM_Micro_FACS_Codes_v2.xlsx", fakes.SAMM_HEADER, rows,
+               preamble=fakes.SAMM_PREAMBLE)
+    scan = samm.prepare(root)
+    records, problems = validate(scan, {}, ManifestConfig())
+    assert [(r.clip_id, r.subject) for r in records] == [("006_1_2", "006"), ("007_5_1", "007")]
+    invalid = _invalid_subjects(problems)
+    assert len(invalid) == 2
+    assert any(d.endswith("subject 'six' is not a subject number (filename '006_1_3')")
+               for d in invalid.values())
+    assert all(d.startswith("sheet row ") for d in invalid.values())
+
+
+def test_videos_malformed_subject_excludes_only_its_row(tmp_path: Path) -> None:
+    root = tmp_path / "lab"
+    root.mkdir()
+    for name in ("take1", "take2", "take3"):
+        writer = cv2.VideoWriter(str(root / f"{name}.avi"), cv2.VideoWriter_fourcc(*"MJPG"),
+                                 25.0, (32, 24))
+        for i in range(10):
+            writer.write(np.full((24, 32, 3), i * 20, np.uint8))
+        writer.release()
+    (root / "annotations.csv").write_text(
+        "video,subject,onset,apex,offset,emotion\n"
+        "take1.avi,p01,1,4,8,happiness\n"
+        "take2.avi,../p02,1,4,8,surprise\n"
+        "take3.avi,p03,1,4,8,surprise\n")
+    records, problems = validate(videos.prepare(root), {}, ManifestConfig())
+    assert [(r.clip_id, r.subject) for r in records] == [("take1", "p01"), ("take3", "p03")]
+    assert _invalid_subjects(problems) == {
+        "row3": "sheet row 3: subject '../p02' is not a subject name (one line of text without "
+                "a path separator) (filename 'take2.avi')"}
