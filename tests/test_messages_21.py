@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from mesti.datasets_manifest import casme2, casme3, samm, videos
 from mesti.datasets_manifest.manifest import ManifestError, read_manifest
 from mesti.datasets_manifest.validate import ManifestConfig, validate
-from mesti.pipeline.frames import ClipError, iter_frames, jpeg_complete
+from mesti.pipeline import faces, stages
+from mesti.pipeline.frames import ClipError, iter_frames, jpeg_complete, read_input
 from mesti.pipeline.reader import ReadLimits, StoreError, open_store
 from mesti.train.models import fdp
 from mesti.train.run import TrainConfig, run_training
@@ -391,3 +392,79 @@ def test_videos_malformed_subject_excludes_only_its_row(tmp_path: Path) -> None:
     assert _invalid_subjects(problems) == {
         "row3": "sheet row 3: subject '../p02' is not a subject name (one line of text without "
                 "a path separator) (filename 'take2.avi')"}
+
+
+# --- a false face from an early detector attempt: the next attempts are tried ---------------
+
+def _face(x: float, y: float, side: float, score: float) -> faces.Face:
+    eyes = [(x + side * 0.3, y + side * 0.4), (x + side * 0.7, y + side * 0.4)]
+    rest = [(x + side / 2, y + side * 0.6)] * 4
+    return faces.Face((x, y, side, side), score, np.array(eyes + rest, float))
+
+
+def _points(face: faces.Face) -> np.ndarray:
+    """Face-mesh landmarks whose eye corners sit around the detector's eye keypoints."""
+    points = np.zeros((468, 2))
+    (lx, ly), (rx, ry) = face.keypoints[:2]
+    points[[33, 133]] = [(lx - 5, ly), (lx + 5, ly)]
+    points[[362, 263]] = [(rx - 5, ry), (rx + 5, ry)]
+    return points
+
+
+def _fake_detectors(monkeypatch, by_attempt: dict[str, list], meshed: set) -> list[str]:
+    """Detectors that find ``by_attempt``'s faces and a mesh that finds landmarks only on the
+    faces whose box is in ``meshed``; the attempts run are recorded."""
+    calls = []
+
+    def attempt_faces(image, models, attempt, upscale=2.0):
+        calls.append(attempt)
+        return list(by_attempt.get(attempt, []))
+
+    def landmarks(image, box, models, roll=0.0, turns=False):
+        found = [f for faces_ in by_attempt.values() for f in faces_ if f.box == box]
+        return _points(found[0]) if box in meshed else None
+
+    monkeypatch.setattr(stages, "_models", lambda confidence: object())
+    monkeypatch.setattr(faces, "attempt_faces", attempt_faces)
+    monkeypatch.setattr(faces, "landmarks", landmarks)
+    return calls
+
+
+def _clip(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    names = []
+    for number in (1, 2, 3):
+        cv2.imwrite(str(tmp_path / f"img{number}.png"),
+                    rng.integers(0, 256, (240, 320, 3)).astype(np.uint8))
+        names.append(f"img{number}.png")
+    record = {"clip_id": "c", "frames": names, "frame_numbers": [1, 2, 3], "apex": 2}
+    return record, read_input("c", "images", tmp_path, names)
+
+
+def test_a_false_face_the_mesh_rejects_sends_detection_to_the_next_attempt(
+        tmp_path: Path, monkeypatch) -> None:
+    false, real = _face(0, 0, 200, 0.9), _face(150, 90, 40, 0.8)
+    calls = _fake_detectors(monkeypatch, {"short": [false], "full": [real],
+                                          "upscaled": [real]}, {real.box})
+    record, source = _clip(tmp_path)
+    frames, found = stages._align("c", record, source, faces.FacesConfig(size=64))
+    assert found["attempt"] == "full" and found["box"] == real.box
+    assert calls[:2] == ["short", "full"] and "upscaled" not in calls  # no more than needed
+    assert frames.shape == (3, 64, 64, 3)
+    # the face it follows is the real one: its eyes land where the alignment puts them
+    eyes = faces.transform_points(_points(real)[[33, 133, 362, 263]], found["matrix"])
+    assert np.allclose(eyes[:, 1], 0.38 * 64) and np.isclose(eyes[:, 0].mean(), 32)
+
+
+def test_every_attempt_rejected_names_them_all(tmp_path: Path, monkeypatch) -> None:
+    false = _face(0, 0, 200, 0.9)
+    _fake_detectors(monkeypatch, {"short": [false], "upscaled": [_face(5, 5, 150, 0.7)]},
+                    set())
+    record, source = _clip(tmp_path)
+    with pytest.raises(ClipError, match=r"attempts with a face: short \(.*\), upscaled") as caught:
+        stages._align("c", record, source, faces.FacesConfig(size=64))
+    assert caught.value.code == "no_face"
+    _fake_detectors(monkeypatch, {}, set())
+    with pytest.raises(ClipError, match="no face found on the onset frame") as caught:
+        stages._align("c", record, source, faces.FacesConfig(size=64))
+    assert caught.value.code == "no_face"
