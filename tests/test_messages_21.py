@@ -468,3 +468,16 @@ def test_every_attempt_rejected_names_them_all(tmp_path: Path, monkeypatch) -> N
     with pytest.raises(ClipError, match="no face found on the onset frame") as caught:
         stages._align("c", record, source, faces.FacesConfig(size=64))
     assert caught.value.code == "no_face"
+
+
+def test_predict_refuses_a_damaged_folds_index_by_name(run, tmp_path: Path) -> None:
+    stores, original = run
+    for name, text in (("cut", '[{"fold": "casme2/s0", "file": "fold_'),
+                       ("escape", '[{"fold": "a", "file": "../../x.pt", "test": []}]'),
+                       ("empty", "[]")):
+        folder = tmp_path / name
+        shutil.copytree(original, folder)
+        (folder / "weights" / "folds.json").write_text(text)
+        one_line_error(invoke("predict", *stores, folder), 1,
+                       f"{folder / 'weights' / 'folds.json'}: not a folds index"
+                       if name != "escape" else "entry 0 is not a fold")

@@ -85,6 +85,26 @@ def load_fold(model: nn.Module, path: Path, variant: str, classes: list[str]) ->
     model.load_state_dict(state)
 
 
+def _fold_index(path: Path) -> list[dict]:
+    """The folds index, each entry with its fold name, a plain weights file name in the same
+    folder and its test clips; anything else is a WeightsError naming the index."""
+    try:
+        folds = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise WeightsError(f"{path}: not a folds index (not JSON: {error})") from error
+    if not isinstance(folds, list) or not folds:
+        raise WeightsError(f"{path}: not a folds index (a non-empty list of folds)")
+    for number, fold in enumerate(folds):
+        file = fold.get("file") if isinstance(fold, dict) else None
+        test = fold.get("test") if isinstance(fold, dict) else None
+        if not isinstance(file, str) or Path(file).name != file or file in ("", ".", "..") \
+                or not isinstance(test, list) or not all(
+                    isinstance(t, list) and len(t) == 2 for t in test):
+            raise WeightsError(f"{path}: entry {number} is not a fold (fold, a weights file "
+                               "name in this folder, test clips as [dataset, clip id])")
+    return folds
+
+
 def predict_run(stores: list[str], run_dir: Path, out_csv: Path) -> int:
     """Recompute a run's test predictions on CPU from its weights into ``out_csv``; the
     number of clips predicted."""
@@ -100,7 +120,7 @@ def predict_run(stores: list[str], run_dir: Path, out_csv: Path) -> int:
         raise FileNotFoundError(f"{run_dir}: no {WEIGHTS}/{INDEX}; was the run made with "
                                 f"save_weights: false, or with several seeds (predict one "
                                 f"seed_N folder)?")
-    folds = json.loads(index_file.read_text())
+    folds = _fold_index(index_file)
     table = prepare_table(stores, config)
     where = {(d, c): i for i, (d, c) in enumerate(zip(table.datasets, table.clip_ids,
                                                       strict=True))}
