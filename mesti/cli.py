@@ -96,11 +96,14 @@ def _disk_full(error: OSError) -> str:
 
 
 def _not_writable(error: OSError) -> str:
-    """A read-only folder or file system, or a path this user may not write (or read)."""
+    """A read-only folder or file system, or a path this user may not write (or read):
+    the path, which the error names (or the command's outputs where it does not)."""
     paths = [Path(error.filename)] if error.filename else command_outputs() or [Path.cwd()]
-    why = "read-only file system" if error.errno == errno.EROFS else "permission denied"
-    return f"{', '.join(map(str, paths))}: {why}: this user cannot create or change it there " \
-           "(a read-only folder or file system?); choose a writable location"
+    if error.errno == errno.EROFS:
+        why = "read-only file system; write the outputs elsewhere"
+    else:
+        why = "permission denied (a read-only folder, or a file this user may not open)"
+    return f"{', '.join(map(str, paths))}: {why}"
 
 
 class Commands(RecordedGroup):

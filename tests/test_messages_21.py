@@ -481,3 +481,13 @@ def test_predict_refuses_a_damaged_folds_index_by_name(run, tmp_path: Path) -> N
         one_line_error(invoke("predict", *stores, folder), 1,
                        f"{folder / 'weights' / 'folds.json'}: not a folds index"
                        if name != "escape" else "entry 0 is not a fold")
+
+
+def test_a_read_only_file_system_is_named_as_such(tmp_path: Path) -> None:
+    from mesti.cli import user_error
+
+    error = user_error(OSError(errno.EROFS, "Read-only file system", str(tmp_path / "s.zarr")))
+    assert error is not None and error.exit_code == 1
+    assert error.message == f"{tmp_path / 's.zarr'}: read-only file system; write the " \
+                            "outputs elsewhere"
+    assert user_error(OSError(errno.EBADF, "Bad file descriptor")) is None  # a bug: traceback
