@@ -39,6 +39,14 @@ def unmatched_folders(found: dict[str, Path], used: set[str], root: Path,
     ]
 
 
+def invalid_subject(row: dict[str, object], filename: str, expected: str) -> Problem:
+    """The problem that excludes one sheet row whose subject cell is blank (a merged cell
+    reads blank) or malformed, naming the sheet row; the rest of the sheet is read."""
+    return Problem(f"row{row['_row']}", "-", "subject_invalid", "excluded",
+                   f"sheet row {row['_row']}: subject {sheets.text(row.get('subject'))!r} is "
+                   f"not {expected} (filename {filename!r})")
+
+
 def disambiguate(clips: list[Candidate]) -> list[Candidate]:
     """Append the onset to clip ids that several rows share (one video, several events)."""
     counts = Counter(c.clip_id for c in clips)

@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from . import sheets
-from ._common import clip_frames, find_sheet, parse_window, unmatched_folders
+from ._common import clip_frames, find_sheet, invalid_subject, parse_window, unmatched_folders
 from .records import Candidate, LabelMap, Problem, Scan, safe_id
 
 NAME = "casme2"
@@ -67,11 +67,7 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
         subject = _subject(row["subject"])
         filename = sheets.text(row["filename"])
         if subject is None:  # blank (a merged cell reads blank) or not a number
-            clip_id = f"row{row['_row']}"
-            scan.problems.append(Problem(
-                clip_id, "-", "subject_invalid", "excluded",
-                f"sheet row {row['_row']}: subject {sheets.text(row['subject'])!r} is not a "
-                f"subject number (filename {filename!r})"))
+            scan.problems.append(invalid_subject(row, filename, "a subject number"))
             continue
         clip_id = safe_id(subject, filename)
         key, note = _match_folder(subject, filename, folders)

@@ -22,7 +22,14 @@ import re
 from pathlib import Path
 
 from . import sheets
-from ._common import clip_frames, disambiguate, find_sheet, parse_window, unmatched_folders
+from ._common import (
+    clip_frames,
+    disambiguate,
+    find_sheet,
+    invalid_subject,
+    parse_window,
+    unmatched_folders,
+)
 from .records import Candidate, LabelMap, Problem, Scan, safe_id
 
 NAME = "casme3"
@@ -67,6 +74,9 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
     for row in sheets.read_table(sheet, COLUMNS, REQUIRED):
         subject = _subject(row["subject"])
         filename = sheets.text(row["filename"])
+        if subject is None:
+            scan.problems.append(invalid_subject(row, filename, "a subject number"))
+            continue
         key = f"{subject}/{filename}"
         clip_id = safe_id(subject, filename)
         if key not in folders:
@@ -96,9 +106,8 @@ def _image_root(root: Path) -> Path:
     raise FileNotFoundError(f"{root}: no spNO.* subject folders within two levels")
 
 
-def _subject(value: object) -> str:
-    """'spNO.1', 'spNO.01' and 1 all name folder 'spNO.1'."""
-    digits = re.sub(r"\D", "", sheets.text(value))
-    if not digits:
-        raise sheets.SheetError(f"subject {value!r} is not a subject number")
-    return f"spNO.{int(digits)}"
+def _subject(value: object) -> str | None:
+    """'spNO.1', 'spNO.01', 'spNO1', 1, 1.0 and '1' all name folder 'spNO.1'; None for a
+    blank cell or one that is not a whole subject number ('spNO.1.5', 'x2y')."""
+    number = re.fullmatch(r"(?:spNO\.?)?\s*(\d+)(?:\.0*)?", sheets.text(value), re.IGNORECASE)
+    return f"spNO.{int(number.group(1))}" if number else None

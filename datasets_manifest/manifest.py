@@ -185,10 +185,35 @@ def _parse_row(row: dict[str, str | None], where: str, folder: Path) -> ClipReco
         raise ManifestError(f"{where}, column fps: {row['fps']!r} is not a frame rate")
     values["label3"] = row["label3"] or None
     values["label5"] = row["label5"] or None
+    _check_labels(row, where)
     root = Path(row["root"] or ".")
     values["root"] = root.as_posix() if root.is_absolute() else \
         Path(os.path.normpath(folder / root)).as_posix()
     return ClipRecord(**values)  # type: ignore[arg-type]
+
+
+def _check_labels(row: dict[str, str | None], where: str) -> None:
+    """The row's dataset is a known one, its emotion is in that dataset's vocabulary and
+    label3 and label5 are what the dataset's mapping gives for it (as `mesti manifest`
+    wrote them): a hand-edited label that disagrees would be stored and trained on."""
+    dataset = row["dataset"]
+    if dataset not in RECIPES:
+        raise ManifestError(f"{where}, column dataset: {dataset!r} is not one of "
+                            f"{sorted(RECIPES)}")
+    labels = RECIPES[dataset].LABELS
+    emotion = row["emotion"] or ""
+    if emotion and emotion not in labels.known:
+        raise ManifestError(f"{where}, column emotion: {emotion!r} is not a {dataset} emotion "
+                            f"({', '.join(sorted(labels.known))})")
+    expected = dict(zip(("label3", "label5"), labels.labels(emotion) if emotion else
+                        (None, None), strict=True))
+    for column, want in expected.items():
+        got = row[column] or None
+        if got != want:
+            raise ManifestError(
+                f"{where}, column {column}: {got!r} disagrees with the emotion {emotion!r}, "
+                f"which {dataset}'s mapping makes {want!r}; fix the emotion (or use an "
+                "overrides file with mesti manifest), not the label")
 
 
 def _write_problems(problems: list[Problem], path: Path) -> None:

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from . import sheets
-from ._common import clip_frames, find_sheet, parse_window, unmatched_folders
+from ._common import clip_frames, find_sheet, invalid_subject, parse_window, unmatched_folders
 from .records import Candidate, LabelMap, Problem, Scan, safe_id
 
 NAME = "samm"
@@ -63,8 +63,11 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
     }
     used: set[str] = set()
     for row in sheets.read_table(sheet, COLUMNS, REQUIRED):
-        subject = f"{int(sheets.text(row['subject'])):03d}"
+        subject = _subject(row["subject"])
         filename = sheets.text(row["filename"])
+        if subject is None:
+            scan.problems.append(invalid_subject(row, filename, "a subject number"))
+            continue
         clip_id = safe_id(filename)
         folder = folders.get(filename)
         if folder is None or folder.parent.name != subject:
@@ -83,6 +86,13 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
         ))
     scan.problems += unmatched_folders(folders, used, images, lambda k: k.split("_")[0])
     return scan
+
+
+def _subject(value: object) -> str | None:
+    """6, 6.0, '6' and '006' name folder '006'; None for a blank cell or one that is not a
+    whole number."""
+    number = re.fullmatch(r"\s*(\d+)(?:\.0*)?\s*", sheets.text(value))
+    return f"{int(number.group(1)):03d}" if number else None
 
 
 def _image_root(root: Path) -> Path:

@@ -19,13 +19,14 @@ and to the CASME II 5-class names where they match.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 
 from . import sheets
-from ._common import disambiguate, parse_window
+from ._common import disambiguate, invalid_subject, parse_window
 from .frames import EXACT_COUNT, VIDEO_SUFFIXES
 from .records import Candidate, LabelMap, Problem, Scan, safe_id
 
@@ -96,6 +97,10 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
                                                          if Path(given).suffix else given)
         clip_id = safe_id(Path(given).with_suffix("").as_posix())
         subject = sheets.text(row.get("subject")) or Path(given).stem
+        if not _plausible_subject(subject):
+            scan.problems.append(invalid_subject(row, given, "a subject name (one line of "
+                                                 "text without a path separator)"))
+            continue
         if name is None:
             detail = f"sheet row {row['_row']}: no video {given!r} under {root}"
             scan.problems.append(Problem(clip_id, subject, "row_without_video", "excluded",
@@ -112,6 +117,12 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
     scan.clips = disambiguate(clips)
     return scan
 
+
+
+def _plausible_subject(subject: str) -> bool:
+    """A subject cell the folds, reports and stores can carry: free text, but one line
+    without a path separator or control character, and not '.' or '..'."""
+    return subject not in (".", "..") and not re.search(r"[\x00-\x1f\x7f/\\]", subject)
 
 
 @dataclass(frozen=True)

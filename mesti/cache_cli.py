@@ -12,8 +12,11 @@ from pathlib import Path
 
 import click
 
+from .recorded import RecordedGroup
 
-@click.group(context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
+
+@click.group(cls=RecordedGroup,
+             context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
 def cache() -> None:
     """Check, describe and share stores (a directory, a zip file or a URL)."""
 

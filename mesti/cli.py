@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from .params import load_section
+from .recorded import RecordedGroup, command_outputs
 
 # The recipes' names (mesti.datasets_manifest.RECIPES), spelled out so that the command line
 # imports without the recipes' readers (OpenCV, openpyxl): `mesti cache` needs the core only.
@@ -94,23 +95,47 @@ def user_error(error: BaseException) -> UserError | None:
         return UserError(str(error), DATA)
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return UserError(_disk_full(error), DATA)
+    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return UserError(_not_writable(error), DATA)
     return None
 
 
-def _disk_full(error: OSError) -> str:
-    path = Path(error.filename) if error.filename else Path.cwd()
-    probe = path
+def _free_space(path: Path) -> str:
+    """The free space of the file system ``path`` is (or would be) on."""
+    probe = path.absolute()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     try:
-        free = f"{shutil.disk_usage(probe).free / 1e6:.1f} MB free on that file system"
+        return f"{shutil.disk_usage(probe).free / 1e6:.1f} MB free"
     except OSError:
-        free = "free space unknown"
+        return "free space unknown"
+
+
+def _disk_full(error: OSError) -> str:
+    """A full disk or quota: the file being written (or, where the error does not say, the
+    command's outputs) and the free space of its own file system."""
+    paths = [Path(error.filename)] if error.filename else command_outputs() or [Path.cwd()]
     what = "no space left on device" if error.errno == errno.ENOSPC else "disk quota exceeded"
-    return f"{path}: {what} while writing ({free}); what was written before is kept"
+    if len(paths) == 1:
+        free = f"{_free_space(paths[0])} on that file system"
+    else:
+        free = "; ".join(f"{_free_space(p)} on the file system of {p}" for p in paths)
+    return f"{', '.join(map(str, paths))}: {what} while writing ({free}); what was written " \
+           "before is kept"
 
 
-class Commands(click.Group):
+def _not_writable(error: OSError) -> str:
+    """A read-only folder or file system, or a path this user may not write (or read):
+    the path, which the error names (or the command's outputs where it does not)."""
+    paths = [Path(error.filename)] if error.filename else command_outputs() or [Path.cwd()]
+    if error.errno == errno.EROFS:
+        why = "read-only file system; write the outputs elsewhere"
+    else:
+        why = "permission denied (a read-only folder, or a file this user may not open)"
+    return f"{', '.join(map(str, paths))}: {why}"
+
+
+class Commands(RecordedGroup):
     """The command group that maps known user errors to one-line messages (see module doc)."""
 
     def invoke(self, ctx: click.Context):

@@ -7,7 +7,8 @@ is applied to every frame of the clip, as MEB does with RetinaFace. Optional sta
 re-fits each frame's rigid landmarks (eye corners, nose bridge) to the onset's for clips with
 head motion.
 
-Detection tries, in order (``ATTEMPTS``), until one finds a face above ``min_confidence``:
+Detection tries, in order (``ATTEMPTS``), until one finds a face above ``min_confidence``
+on which the face mesh finds landmarks (a face the mesh rejects sends it on to the next):
 ``short`` (MediaPipe's short-range model, faces filling much of the frame), ``full`` (the
 full-range model, faces down to about 15 pixels between the eyes), ``upscaled`` (the
 full-range model on overlapping tiles ``1/upscale`` of the frame: MediaPipe resizes whatever
@@ -253,9 +254,16 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def detect(image: np.ndarray, models: FaceModels, upscale: float = 2.0) -> Detection | None:
-    """The largest face of an RGB frame, from the first of ``ATTEMPTS`` that finds any face
-    above the threshold; the other faces of that attempt feed the several-faces rule."""
+def detections(image: np.ndarray, models: FaceModels,
+               upscale: float = 2.0) -> Iterator[Detection]:
+    """The largest face of an RGB frame from each of ``ATTEMPTS`` that finds any face above
+    the threshold, in order (an attempt runs only when the caller asks for the next one); the
+    other faces of an attempt feed the several-faces rule.
+
+    A caller goes on to the next attempt when a face is not confirmed: an early attempt can
+    return a false face (a pattern, a poster) on which the face mesh then finds nothing,
+    while a later one finds the real, smaller face.
+    """
     for attempt in ATTEMPTS:
         found = sorted(attempt_faces(image, models, attempt, upscale),
                        key=lambda f: f.area, reverse=True)
@@ -263,9 +271,13 @@ def detect(image: np.ndarray, models: FaceModels, upscale: float = 2.0) -> Detec
             continue
         face = found[0]
         runner_up = found[1].area / face.area if len(found) > 1 and face.area else 0.0
-        return Detection(face.box, face.score, attempt, len(found), float(runner_up),
-                         face.roll, face)
-    return None
+        yield Detection(face.box, face.score, attempt, len(found), float(runner_up),
+                        face.roll, face)
+
+
+def detect(image: np.ndarray, models: FaceModels, upscale: float = 2.0) -> Detection | None:
+    """The first of :func:`detections`: the largest face of the first attempt finding any."""
+    return next(detections(image, models, upscale), None)
 
 
 def _process(model, frame: np.ndarray):

@@ -200,7 +200,7 @@ def decode_image(clip_id: str, path: Path, data: np.ndarray | None,
                         f"{path} is {header[0]}x{header[1]} ({header[0] * header[1] / 1e6:.0f} "
                         f"Mpx), over max_frame_pixels={max_pixels}; not decoded")
     jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-    if jpeg and data.size and data[-2:].tobytes() != b"\xff\xd9":
+    if jpeg and data.size and data[-2:].tobytes() != b"\xff\xd9" and not jpeg_complete(data):
         # libjpeg decodes a truncated file into a partly grey frame without failing
         raise ClipError(clip_id, "decode_error", f"{path} is a truncated JPEG ({data.size} bytes)")
     grey = header is not None and header[2] in (1, 2)
@@ -209,6 +209,50 @@ def decode_image(clip_id: str, path: Path, data: np.ndarray | None,
     if image is None:
         raise ClipError(clip_id, "decode_error", f"cannot decode {path} ({data.size} bytes)")
     return image
+
+
+def jpeg_complete(data: np.ndarray) -> bool:
+    """Whether a JPEG's stream reaches its end-of-image marker, found as the decoder finds it.
+
+    libjpeg decodes a cut file into a partly grey frame with only a warning, so a truncated
+    file is recognised here: the marker segments are walked by their lengths (an EXIF
+    thumbnail's own end marker, inside APP1, is skipped) and each scan's entropy-coded data up
+    to its next marker (0xFF followed by a byte other than 0x00, a fill 0xFF or a restart
+    marker); the stream is complete when that walk meets EOI (0xFFD9) before the bytes run
+    out. Bytes after EOI (padding a camera or an editor left) do not matter, as they do not
+    to the decoder.
+    """
+    b = np.asarray(data, np.uint8).ravel()
+    n, i = b.size, 2
+    while i + 1 < n:
+        if b[i] != 0xFF:  # stray bytes before a marker: skipped, as libjpeg skips them
+            stray = np.flatnonzero(b[i:] == 0xFF)
+            if stray.size == 0:
+                return False
+            i += int(stray[0])
+            continue
+        marker = int(b[i + 1])
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xD9:
+            return True
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        if i + 3 >= n:
+            return False
+        i += 2 + (int(b[i + 2]) << 8 | int(b[i + 3]))
+        if marker != 0xDA:  # not a start of scan: the next marker follows its segment
+            continue
+        scan = b[i:n - 1]
+        following = b[i + 1:n]
+        ends = np.flatnonzero((scan == 0xFF) & (following != 0x00) & (following != 0xFF)
+                              & ((following < 0xD0) | (following > 0xD7)))
+        if ends.size == 0:
+            return False  # the scan runs to the end of the bytes
+        i += int(ends[0])
+    return False
 
 
 def _video_frames(clip_id: str, path: Path, indices: list[int],

@@ -79,22 +79,58 @@ class ReadLimits:
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> ReadLimits:
-        """The defaults, overridden by ``MESTI_<NAME>`` environment variables."""
+        """The defaults, overridden by ``MESTI_<NAME>`` environment variables; a value that is
+        not a number, or is outside its range (``LIMIT_RANGES``), fails by name: a timeout of
+        0 or a huge back-off would make a read wait forever, and ``nan`` would compare false."""
         environ = os.environ if environ is None else environ
         values = {}
         for field in fields(cls):
-            text = environ.get(f"MESTI_{field.name.upper()}")
+            name = f"MESTI_{field.name.upper()}"
+            text = environ.get(name)
             if text is None:
                 continue
             kind = int if field.type in (int, "int") else float
+            low, high = LIMIT_RANGES[field.name]
+            allowed = f"allowed: {_range_text(field.name)}"
             try:
-                values[field.name] = kind(text)
+                value = kind(text.strip())
             except ValueError as error:
-                raise StoreError(f"MESTI_{field.name.upper()}={text!r} is not a number") \
+                what = "an integer" if kind is int else "a number"
+                raise StoreError(f"{name}={text!r} is not a number ({what}, {allowed})") \
                     from error
-            if values[field.name] < 0:
-                raise StoreError(f"MESTI_{field.name.upper()}={text!r} is negative")
-        return cls(**values)
+            if not math.isfinite(value) or not low <= value <= high or (
+                    field.name == "url_timeout_s" and value == 0):
+                raise StoreError(f"{name}={text!r} is out of range ({allowed})")
+            values[field.name] = value
+        limits = cls(**values)
+        waits = limits.url_backoff_s * (2 ** limits.url_retries - 1)
+        if waits > MAX_TOTAL_BACKOFF_S:
+            raise StoreError(f"MESTI_URL_BACKOFF_S={limits.url_backoff_s:g} with "
+                             f"MESTI_URL_RETRIES={limits.url_retries} would wait {waits:g} s "
+                             f"between tries (allowed: at most {MAX_TOTAL_BACKOFF_S} s in all)")
+        return limits
+
+
+# Each ReadLimits knob's allowed values (inclusive; the timeout must also be above 0): a
+# bound at least 1 (0 would refuse every store), a timeout that ends, a bounded back-off.
+LIMIT_RANGES: dict[str, tuple[float, float]] = {
+    "max_frames": (1, 10**9),
+    "max_side": (1, 10**6),
+    "max_array_bytes": (1, 2**62),
+    "max_chunks": (1, 10**9),
+    "max_metadata_bytes": (1, 2**62),
+    "url_timeout_s": (0, 3600),
+    "url_retries": (0, 10),
+    "url_backoff_s": (0, 60),
+}
+MAX_TOTAL_BACKOFF_S = 3600  # the sum of the waits of one request's retries
+
+
+def _range_text(name: str) -> str:
+    low, high = LIMIT_RANGES[name]
+    if name == "url_timeout_s":
+        return f"above 0 and at most {high}"
+    return f"{low} to {high}"
 
 
 def _zstd_content_size(data: bytes) -> int | None:

@@ -125,18 +125,24 @@ def _align(clip_id: str, record: dict, source: ClipInput,
     if min(onset.shape[:2]) < faces.MIN_SIDE:
         raise ClipError(clip_id, "no_face", f"the onset frame is {onset.shape[1]}x"
                         f"{onset.shape[0]}: too small to hold a detectable face")
-    detection = faces.detect(onset, models, config.upscale)
-    if detection is None:
+    rejected = []  # attempts whose face the mesh found no landmarks on: the next is tried
+    for detection in faces.detections(onset, models, config.upscale):
+        if config.dominant_face and detection.runner_up * config.dominant_face > 1:
+            raise ClipError(clip_id, "several_faces",
+                            f"{detection.n_faces} faces on the onset frame and the second is "
+                            f"{detection.runner_up:.0%} of the largest; cannot tell which to "
+                            "follow")
+        points = faces.landmarks(onset, detection.box, models, detection.roll, turns=True)
+        if points is not None:
+            break
+        rejected.append(f"{detection.attempt} (detector roll {detection.roll:.0f} degrees)")
+    else:
+        if rejected:
+            raise ClipError(clip_id, "no_face", "face found but no landmarks on the onset "
+                            f"frame (attempts with a face: {', '.join(rejected)}; all quarter "
+                            "turns tried)")
         raise ClipError(clip_id, "no_face", "no face found on the onset frame (attempts: "
                         f"{', '.join(faces.ATTEMPTS)}; threshold {config.min_confidence})")
-    if config.dominant_face and detection.runner_up * config.dominant_face > 1:
-        raise ClipError(clip_id, "several_faces",
-                        f"{detection.n_faces} faces on the onset frame and the second is "
-                        f"{detection.runner_up:.0%} of the largest; cannot tell which to follow")
-    points = faces.landmarks(onset, detection.box, models, detection.roll, turns=True)
-    if points is None:
-        raise ClipError(clip_id, "no_face", "face found but no landmarks on the onset frame "
-                        f"(detector roll {detection.roll:.0f} degrees, all quarter turns tried)")
     interocular = faces.interocular_pixels(points)
     matrix = faces.alignment(points, config)
     roll = faces.eye_roll(points)

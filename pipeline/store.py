@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -223,6 +224,7 @@ def _acquire(lock: Path, mine: dict) -> None:
         try:
             handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
+            _refuse_odd_lock(lock)
             holder = _holder(lock)
             if holder is None and _age(lock) > ABANDONED_EMPTY_LOCK_S:
                 holder = {"host": "unknown", "pid": None, "empty": True}  # killed mid-create
@@ -239,6 +241,21 @@ def _acquire(lock: Path, mine: dict) -> None:
         return
     raise StoreLocked(f"{lock.parent}: could not take the writer lock {lock}: other runs "
                       "keep taking it")
+
+
+def _refuse_odd_lock(lock: Path) -> None:
+    """A lock path that is not a plain file (a folder, a link, a device) was not left by a
+    run: it is never taken over or removed, and the run stops naming it."""
+    try:
+        mode = os.lstat(lock).st_mode
+    except FileNotFoundError:
+        return  # released meanwhile
+    if stat.S_ISREG(mode):
+        return
+    what = "a directory" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) \
+        else "not a plain file"
+    raise StoreLocked(f"{lock}: the store's writer lock path is {what}, not a lock file left "
+                      "by a run; move it away, then run again")
 
 
 def _age(lock: Path) -> float:
