@@ -13,8 +13,8 @@ another CPU the arithmetic differs unless three libraries and the thread count a
   convolutions then run as ATen's im2col + BLAS.
 - MKL, that BLAS, dispatches by CPU (its ``MKL_CBWR=AVX2`` branch changed all three):
   ``MKL_CBWR=COMPATIBLE``, MKL's conditional numerical reproducibility branch of plain SSE2
-  without the approximate reciprocals whose results differ between vendors. Read once, when
-  MKL starts.
+  without the approximate reciprocals whose results differ between vendors (the AVX2 branch
+  falls back to automatic dispatch on non-Intel CPUs). Read once, when MKL starts.
 - The intra-op thread count splits reductions (1 vs 2 threads changed all three): fixed per
   run (``train.threads``), set explicitly.
 
