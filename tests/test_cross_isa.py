@@ -88,3 +88,34 @@ def test_training_bytes_do_not_depend_on_isa_or_threads(tmp_path: Path) -> None:
         assert cpu["pinned"] and not cpu["onednn"] and cpu["threads"] == 1, cpu
         assert cpu["aten_capability"] == "AVX2" and cpu["MKL_CBWR"] == "COMPATIBLE"
         assert (a / model / "config.json").read_bytes() == (b / model / "config.json").read_bytes()
+
+
+def test_pinning_in_process_is_recorded_restored_and_warns_when_late(monkeypatch) -> None:
+    import pytest
+    import torch
+    from mesti.train.determinism import ENVIRONMENT, deterministic
+
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    before = (torch.backends.mkldnn.enabled, torch.get_num_threads())
+    with pytest.warns(RuntimeWarning, match="set after torch was imported"):
+        with deterministic(True, threads=1) as record:
+            assert not torch.backends.mkldnn.enabled and torch.get_num_threads() == 1
+    cpu = record["cpu"]
+    assert cpu["pinned"] is False and cpu["threads"] == 1 and cpu["onednn"] is False
+    assert cpu["MKL_CBWR"] == "COMPATIBLE" and cpu["problems"]
+    assert (torch.backends.mkldnn.enabled, torch.get_num_threads()) == before
+    with deterministic(False, threads=0) as record:
+        assert torch.backends.mkldnn.enabled == before[0]
+    assert record["cpu"]["pinned"] is False
+
+
+def test_thread_and_split_knobs_are_checked() -> None:
+    import pytest
+    from mesti.train.run import TrainConfig
+
+    with pytest.raises(ValueError, match=r"threads >= 0 \(>= 1 when deterministic\)"):
+        TrainConfig(threads=0)
+    assert TrainConfig(threads=0, deterministic=False).threads == 0
+    with pytest.raises(ValueError, match="holdout_split"):
+        TrainConfig(holdout_split="random")
