@@ -1,12 +1,15 @@
 """Training throughput of the three models at the sample's settings.
 
-    python -m bench.training [--params params.yaml] [--steps 5] [--repeats 3]
+    python -m bench.training [--params params.yaml] [--steps 5] [--repeats 3] [--pinned]
+        [--threads N]
 
 Prints training images (MEGANet) or clips (FDP, MOL) per second on the CPU, and on CUDA
 when a device is present: one warm-up step, then ``--repeats`` runs of ``--steps`` steps of
 each model's real training step (forward, its full loss, backward, Adam) on random inputs of
 the shapes the sample's params give (sections ``train``, ``sequences``, ``fdp``, ``mol``);
-the median run. The benchmark's MEGANet rows (``bench.run``, item 7) use the same function.
+the median run. ``--pinned`` measures under the deterministic mode's CPU pinning (oneDNN
+off, ATen at AVX2, MKL's COMPATIBLE branch, ``train.threads`` threads), so two calls give
+its cost. The benchmark's MEGANet rows (``bench.run``, item 7) use the same function.
 """
 
 from __future__ import annotations
@@ -124,16 +127,34 @@ def _shape(model: str, settings: dict) -> str:
 
 
 def main() -> None:
-    import torch
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pinned", action="store_true",
+                        help="under the deterministic mode's CPU pinning (train/determinism.py)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads (0: torch's own; --pinned: train.threads)")
     args = parser.parse_args()
+    if args.pinned:  # before torch starts: some settings are read once per process
+        from mesti.train.determinism import pin_process
+
+        pin_process()
+    import torch
+
+    if args.pinned:
+        from mesti.train.determinism import cpu_pinning
+        from mesti.train.run import TrainConfig
+
+        from mesti.params import load_section
+
+        cpu_pinning(args.threads or load_section(TrainConfig, args.params, "train").threads)
+    elif args.threads:
+        torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"training throughput at {args.params}'s settings: median of {args.repeats} runs of "
-          f"{args.steps} steps after a warm-up step; torch threads {torch.get_num_threads()}")
+          f"{args.steps} steps after a warm-up step; torch threads {torch.get_num_threads()}; "
+          f"{'pinned' if args.pinned else 'unpinned'} CPU kernels")
     print("| model | samples | batch | " + " | ".join(f"{d} per s" for d in devices) + " |")
     print("|---|---|---|" + "---|" * len(devices))
     for model, settings in sample_settings(args.params).items():

@@ -415,6 +415,7 @@ def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tupl
     """
     from dataclasses import replace
 
+    _pin_before_torch(params)
     from mesti.train.inputs import MODEL_CONFIGS
     from mesti.train.run import TrainConfig, compare_modalities, run_training
 
@@ -452,8 +453,15 @@ def predict(stores: tuple[str, ...], run_dir: Path, out_csv: Path | None) -> Non
     folder of a several-seed run). Says whether the result equals RUN_DIR/predictions.csv
     byte for byte.
     """
+    from mesti.train.determinism import cpu_pinning, pin_process
+
+    cpu = _run_determinism(run_dir).get("cpu", {})
+    if cpu.get("pinned"):  # the kernels the run trained with, so another CPU agrees
+        pin_process()
     from mesti.train.predict import predict_run
 
+    if cpu.get("pinned"):
+        cpu_pinning(cpu["threads"])
     out_csv = out_csv or run_dir / "predictions.repro.csv"
     try:
         count = predict_run(list(stores), run_dir, out_csv)
@@ -483,6 +491,32 @@ def compare(runs: tuple[Path, ...], out_md: Path | None) -> None:
         out_md.parent.mkdir(parents=True, exist_ok=True)
         out_md.write_text(table)
     click.echo(table)
+
+
+def _pin_before_torch(params: Path) -> None:
+    """Before torch is imported, the once-read CPU settings of train/determinism.py, unless
+    the params file's ``train.deterministic`` is false (a broken file is reported later by
+    the config's own checks)."""
+    import yaml
+
+    from mesti.train.determinism import pin_process
+
+    try:
+        section = (yaml.safe_load(params.read_text()) or {}).get("train") or {}
+        wanted = section.get("deterministic", True) is not False
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        wanted = True
+    if wanted:
+        pin_process()
+
+
+def _run_determinism(run_dir: Path) -> dict:
+    """The determinism record of a run folder's config.json ({} when absent or unreadable)."""
+    try:
+        record = json.loads((run_dir / "config.json").read_text()).get("determinism")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _config(cls, params: Path, section: str):

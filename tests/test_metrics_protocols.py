@@ -5,6 +5,7 @@ import pytest
 from mesti.train import protocols
 from mesti.train.metrics import confusion, scores
 from sklearn.metrics import accuracy_score, f1_score, recall_score
+from sklearn.model_selection import train_test_split
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -44,13 +45,28 @@ def test_loso_covers_every_subject_once_and_never_trains_on_it() -> None:
         assert sorted(np.concatenate([val.train, val.validation])) == sorted(fold.train)
 
 
-def test_holdout_is_stratified_and_seeded() -> None:
+def test_stratified_holdout_is_stratified_and_seeded() -> None:
     labels = np.array([0] * 50 + [1] * 30 + [2] * 20)
-    (fold,) = protocols.holdout(labels, 0.1, seed=3)
+    (fold,) = protocols.holdout(labels, 0.1, seed=3, split="stratified")
     assert np.bincount(labels[fold.test]).tolist() == [5, 3, 2]
     assert not set(fold.test) & set(fold.train)
-    assert np.array_equal(fold.test, protocols.holdout(labels, 0.1, seed=3)[0].test)
-    assert not np.array_equal(fold.test, protocols.holdout(labels, 0.1, seed=4)[0].test)
+    assert np.array_equal(fold.test, protocols.holdout(labels, 0.1, 3, "stratified")[0].test)
+    assert not np.array_equal(fold.test, protocols.holdout(labels, 0.1, 4, "stratified")[0].test)
+
+
+@pytest.mark.parametrize(("clips", "tested"), [(255, 26), (159, 16), (164, 17), (246, 25)])
+def test_published_holdout_is_scikit_learns_plain_split(clips: int, tested: int) -> None:
+    # The paper's accuracies are k/26 (CASME II, 255 clips) and k/16 (SAMM, 159 clips).
+    labels = np.random.default_rng(clips).integers(0, 5, clips)
+    for seed in (0, 1, 2023):
+        (fold,) = protocols.holdout(labels, 0.1, seed)
+        train, test = train_test_split(np.arange(clips), test_size=0.1, random_state=seed)
+        assert len(fold.test) == tested
+        assert fold.test.tolist() == sorted(test) and fold.train.tolist() == sorted(train)
+    assert protocols.holdout(labels, 0.1, 0)[0].test.tolist() != \
+        protocols.holdout(labels, 0.1, 0, "stratified")[0].test.tolist()
+    with pytest.raises(ValueError, match="holdout split must be one of"):
+        protocols.holdout(labels, 0.1, 0, "random")
 
 
 def test_cross_dataset() -> None:

@@ -84,7 +84,10 @@ def test_published_counts_and_composite(tmp_path: Path) -> None:
 
     assert _counts(c_records) == (147, 24, Counter(negative=90, positive=32, surprise=25), 246, 26)
     assert _counts(megc)[:3] == (145, 24, Counter(negative=88, positive=32, surprise=25))
-    assert _counts(s_records) == (133, 28, Counter(negative=92, positive=26, surprise=15), 136, 27)
+    assert _counts(s_records) == (133, 28, Counter(negative=92, positive=26, surprise=15), 159, 29)
+    # SAMM 5-class as FDP and MOL publish it: other = other 26 + disgust 9 + fear 8 + sadness 6
+    assert Counter(r.label5 for r in s_records) == Counter(anger=57, other=49, happiness=26,
+                                                           surprise=15, contempt=12)
     assert _counts(h_records)[:3] == (164, 16, Counter(negative=70, positive=51, surprise=43))
 
     composite = [r for r in megc + s_records + h_records if r.label3]

@@ -72,6 +72,8 @@ class TrainConfig:
     channels_last: bool = True
     figure_clips: int = 4
     on_bad_clip: str = "skip"         # a listed clip that cannot be read: skip (and name) | stop
+    holdout_split: str = "published"  # published (plain seeded 10 %) | stratified (per class)
+    threads: int = 1                  # intra-op CPU threads, set explicitly; 0: torch's own
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
@@ -90,6 +92,8 @@ class TrainConfig:
             "selection": self.selection in ("last", "validation"),
             "device": self.device in ("auto", "cpu", "cuda"),
             "on_bad_clip": self.on_bad_clip in ("skip", "stop"),
+            "holdout_split": self.holdout_split in protocols.HOLDOUT_SPLITS,
+            "threads >= 0 (>= 1 when deterministic)": self.threads >= int(self.deterministic),
             "input_size >= 16": self.input_size >= 16,
             "epochs >= 1": self.epochs >= 1,
             "batch_size >= 1": self.batch_size >= 1,
@@ -154,7 +158,7 @@ def select_clips(table: ClipTable, config: TrainConfig, stores: list[str]) -> Cl
 def _train_once(stores: list[str], out: Path, config: TrainConfig, progress: bool,
                 model_config: FDPConfig | MOLConfig | None) -> dict:
     """One seed's run folder."""
-    with deterministic(config.deterministic) as determinism:
+    with deterministic(config.deterministic, config.threads) as determinism:
         return _train_seed(stores, out, config, progress, determinism, model_config)
 
 
@@ -277,7 +281,8 @@ def _folds(table: ClipTable, config: TrainConfig) -> list[protocols.Fold]:
     elif config.protocol == "lodo":
         folds = protocols.lodo(table.datasets)
     elif config.protocol == "holdout":
-        folds = protocols.holdout(table.labels, config.holdout_fraction, config.seed)
+        folds = protocols.holdout(table.labels, config.holdout_fraction, config.seed,
+                                  config.holdout_split)
     else:
         folds = protocols.cross(table.datasets, config.train_on, config.test_on)
     if config.selection == "validation":
