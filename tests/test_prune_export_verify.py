@@ -1,0 +1,77 @@
+"""What prune deletes (only this store's clip groups), what export writes (every array of the
+store spec, flow included) and what verify checks (every array of every store kind)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from mesti.datasets_manifest.manifest import read_manifest, write_manifest
+from mesti.pipeline import store
+from mesti.pipeline.cache_tools import export_store, verify_store
+from mesti.pipeline.reader import open_store
+from mesti.pipeline.run import ClusterOptions, run_sequences
+from mesti.pipeline.sequences import SequencesConfig
+
+from mesti.cli import main
+
+SERIAL = ClusterOptions(workers=0, progress=False)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+# prune ----------------------------------------------------------------------------------------
+
+
+def test_prune_deletes_only_this_stores_clips_and_names_the_rest(small_stores: Path,
+                                                                 tmp_path: Path) -> None:
+    faces = Path(shutil.copytree(small_stores / "faces.zarr", tmp_path / "faces.zarr"))
+    records = read_manifest(small_stores / "manifest" / "manifest.csv")
+    write_manifest(records[:-1], tmp_path / "fewer.csv")
+    gone = records[-1].clip_id
+    clips = faces / "clips"
+    (clips / "my_notes").mkdir()
+    (clips / "my_notes" / "ideas.txt").write_text("mine")
+    # a folder elsewhere holding a real clip, linked into clips/
+    elsewhere = Path(shutil.copytree(clips / records[0].clip_id, tmp_path / "kept" / "clip"))
+    (clips / "linked").symlink_to(elsewhere, target_is_directory=True)
+    # a modality clip (another kind) copied into the faces store
+    modality = records[1].clip_id
+    shutil.copytree(small_stores / "modalities.zarr" / "clips" / modality, clips / "from_mod")
+    edit = json.loads((clips / "from_mod" / "zarr.json").read_text())
+    edit["attributes"]["clip_id"] = "from_mod"
+    (clips / "from_mod" / "zarr.json").write_text(json.dumps(edit))
+    kept = {name: tree(clips / name) for name in ("my_notes", "linked", "from_mod")}
+    elsewhere_before = tree(elsewhere)
+    (tmp_path / "params.yaml").write_text("faces: {}\n")
+    result = CliRunner().invoke(main, [
+        "faces", str(tmp_path / "fewer.csv"), str(faces), "--workers", "0", "--no-progress",
+        "--params", str(tmp_path / "params.yaml"), "--prune",
+        "--metrics", str(tmp_path / "metrics.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "metrics.json").read_text())["clips_pruned"] == [gone]
+    assert not (clips / gone).exists()
+    for name, files in kept.items():
+        assert tree(clips / name) == files, name
+    assert (clips / "linked").is_symlink() and tree(elsewhere) == elsewhere_before
+    assert f"{clips / 'my_notes'}: no zarr.json; not a clip of this store" in result.output
+    assert f"{clips / 'linked'}: a symbolic link; not a clip" in result.output
+    assert f"{clips / 'from_mod'}: holds images, not arrays of a faces clip" in result.output
+    written = open_store(faces)
+    assert written.clip_ids == [r.clip_id for r in records[:-1]]
+    assert written.attrs["unlisted"] == [] and verify_store(faces) == []
+
+
+def test_without_prune_only_clips_are_unlisted(small_stores: Path, tmp_path: Path) -> None:
+    faces = Path(shutil.copytree(small_stores / "faces.zarr", tmp_path / "faces.zarr"))
+    (faces / "clips" / "my_notes").mkdir()
+    keep = open_store(faces).clip_ids
+    done = store.finalise(faces, keep[:-1], {}, in_manifest=keep[:-1])
+    assert done["unlisted"] == [keep[-1]] and done["pruned"] == []
+    assert done["foreign"] == [f"{faces / 'clips' / 'my_notes'}: no zarr.json; not a clip of "
+                               "this store, left as it is"]
+    assert open_store(faces).attrs["unlisted"] == [keep[-1]]
