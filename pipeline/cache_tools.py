@@ -31,10 +31,8 @@ import zarr
 
 from . import store as writer
 from .reader import Store, StoreError, open_store
-from .store import ARRAYS, data_keys, recompute_key
+from .store import SPEC, data_keys, recompute_key, spec_arrays
 
-DTYPES = {"frames": "uint8", "landmarks": "float32", "images": "uint8", "positions": "float32",
-          "pupil_distance": "float32"}
 LANDMARKS = 468
 MANIFEST = "MANIFEST.json"
 CHECKSUMS = "SHA256SUMS"
@@ -103,10 +101,20 @@ def _clip_problems(store: Store, clip_id: str, sizes: dict[str, int]) -> list[Pr
         return [Problem(clip_id, None, "missing", f"group unreadable: {_error(error)}")]
     problems = [Problem(clip_id, None, code, message)
                 for code, message in _attr_problems(store, clip_id, attrs)]
-    for name in ARRAYS[store.kind]:
+    for name in clip_arrays(store, clip_id):
         problems += [Problem(clip_id, name, code, message)
                      for code, message in _array_problems(store, clip_id, name, attrs, sizes)]
     return problems
+
+
+def clip_arrays(store: Store, clip_id: str) -> list[str]:
+    """The arrays of one clip, from the store spec (``store.SPEC``): every array its store's
+    parameters promise, and any optional one the clip holds. Verify checks, and export
+    writes, exactly these, so neither can leave one out."""
+    promised = spec_arrays(store.kind, store.attrs.get("params"))
+    optional = [name for name in SPEC[store.kind] if name not in promised
+                and store.exists(f"clips/{clip_id}/{name}/zarr.json")]
+    return [*promised, *optional]
 
 
 def _attr_problems(store: Store, clip_id: str, attrs: dict) -> list[tuple[str, str]]:
@@ -164,8 +172,9 @@ def _array_problems(store: Store, clip_id: str, name: str, attrs: dict,
     expected = _expected_shape(store, name, attrs, array.shape)
     if tuple(array.shape) != expected:
         problems.append(("shape", f"shape {tuple(array.shape)}, expected {expected}"))
-    if str(array.dtype) != DTYPES[name]:
-        problems.append(("dtype", f"dtype {array.dtype}, expected {DTYPES[name]}"))
+    dtype = SPEC[store.kind][name][0]
+    if str(array.dtype) != dtype:
+        problems.append(("dtype", f"dtype {array.dtype}, expected {dtype}"))
     if name == "images" and len(array.shape) == 4:
         sizes[clip_id] = array.shape[1]
     absent = [key for key in data_keys(array) if not store.exists(key)]
@@ -182,7 +191,9 @@ def _expected_shape(store: Store, name: str, attrs: dict, shape: tuple) -> tuple
         frames = attrs.get("n_frames") if attrs.get("sampling") == "all" else attrs.get("length")
         lead = (attrs.get("phases"), frames)
         size = attrs.get("size")
-        return {"frames": (*lead, size, size), "landmarks": (*lead, 68, 2)}.get(name, lead)
+        steps = frames - 1 if isinstance(frames, int) else None
+        return {"frames": (*lead, size, size), "landmarks": (*lead, 68, 2),
+                "flow": (lead[0], steps, size, size, 2)}.get(name, lead)
     if name == "frames":
         size = _size(store)
         return (attrs.get("n_frames"), size, size, 3)
@@ -304,7 +315,7 @@ def _clip_info(store: Store, clip_id: str) -> dict:
         attrs = store.clip_attrs(clip_id)
         row.update({k: attrs.get(k) for k in ("subject", "label3", "n_frames", "status")})
         row["arrays"] = {}
-        for name in ARRAYS[store.kind]:
+        for name in clip_arrays(store, clip_id):
             array = store.array(clip_id, name)
             row["arrays"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
     except Exception as error:  # info describes what it can; verify says what is wrong
@@ -383,7 +394,7 @@ def store_keys(store: Store) -> list[str]:
     keys = ["zarr.json", "clips/zarr.json"]
     for clip_id in store.clip_ids:
         keys.append(f"clips/{clip_id}/zarr.json")
-        for name in ARRAYS[store.kind]:
+        for name in clip_arrays(store, clip_id):
             array = store.array(clip_id, name)
             keys.append(f"{array.path}/zarr.json")
             keys += [k for k in data_keys(array) if store.exists(k)]

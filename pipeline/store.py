@@ -444,12 +444,13 @@ def _write_file(path: Path, array: zarr.Array, parts: list) -> None:
             handle.write(part)
 
 
-def finished(path: Path, clip_id: str, kind: str) -> bool:
-    """A clip is finished when its status is ok and every array of its kind is there with
-    all its data files (a status alone does not prove the arrays were written)."""
+def finished(path: Path, clip_id: str, kind: str, params: dict | None = None) -> bool:
+    """A clip is finished when its status is ok and every array of its kind (and of its
+    store's ``params``: a sequences store's flow) is there with all its data files (a status
+    alone does not prove the arrays were written)."""
     if existing_key(path, clip_id) is None:
         return False
-    for name in ARRAYS[kind]:
+    for name in spec_arrays(kind, params):
         try:
             array = zarr.open_array(str(path), path=f"clips/{clip_id}/{name}", mode="r",
                                     zarr_format=3)
@@ -531,7 +532,7 @@ def finalise(path: Path, keep: list[str], attrs: dict, *, in_manifest: list[str]
             unlisted.append(clip_id)
             foreign.append(f"{clips_dir / clip_id}: could not be deleted "
                            f"({error.strerror or error}); kept, listed as unlisted")
-    good = [c for c in keep if finished(path, c, kind)]
+    good = [c for c in keep if finished(path, c, kind, root.attrs.get("params"))]
     root.update_attributes({**attrs, "clips": good, "unlisted": unlisted, "complete": True})
     return {"broken": sorted(set(keep) - set(good)), "pruned": pruned, "unlisted": unlisted,
             "foreign": foreign}

@@ -75,3 +75,65 @@ def test_without_prune_only_clips_are_unlisted(small_stores: Path, tmp_path: Pat
     assert done["foreign"] == [f"{faces / 'clips' / 'my_notes'}: no zarr.json; not a clip of "
                                "this store, left as it is"]
     assert open_store(faces).attrs["unlisted"] == [keep[-1]]
+
+
+# export and verify: every array of the spec ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sequences(small_stores: Path, tmp_path_factory) -> Path:
+    """A sequences store with flow, from the small sample's faces store."""
+    out = tmp_path_factory.mktemp("sequences") / "sequences.zarr"
+    metrics = run_sequences(small_stores / "faces.zarr", out,
+                            SequencesConfig(size=32, length=4, flow=True), SERIAL)
+    assert metrics["clips_ok"] == 4
+    return out
+
+
+def flow_chunk(path: Path, clip: str) -> Path:
+    (chunk,) = [p for p in (path / "clips" / clip / "flow").rglob("*")
+                if p.is_file() and p.name != "zarr.json"]
+    return chunk
+
+
+def test_export_of_a_sequences_store_holds_every_flow(sequences: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sequences.zip"
+    manifest = export_store(sequences, out)
+    source, exported = open_store(sequences), open_store(out)
+    assert exported.clip_ids == source.clip_ids == manifest["clips"]
+    for clip in source.clip_ids:
+        mine, theirs = source.sequence(clip), exported.sequence(clip)
+        assert sorted(theirs) == sorted(store.SPEC["sequences"]) == sorted(mine)
+        for name, values in mine.items():
+            assert values.tobytes() == theirs[name].tobytes(), (clip, name)
+    exported.close()
+    assert verify_store(out) == []
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "shape", "remove"])
+def test_verify_checks_the_flow_of_a_sequences_store(sequences: Path, tmp_path: Path,
+                                                     damage: str) -> None:
+    work = Path(shutil.copytree(sequences, tmp_path / "sequences.zarr"))
+    assert verify_store(work) == []
+    clip = open_store(work).clip_ids[1]
+    chunk = flow_chunk(work, clip)
+    data = bytearray(chunk.read_bytes())
+    if damage == "truncate":
+        chunk.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "flip":
+        data[len(data) // 3] ^= 0x01
+        chunk.write_bytes(bytes(data))
+    elif damage == "shape":
+        metadata = work / "clips" / clip / "flow" / "zarr.json"
+        document = json.loads(metadata.read_text())
+        document["shape"][1] -= 1
+        metadata.write_text(json.dumps(document))
+    else:
+        shutil.rmtree(work / "clips" / clip / "flow")
+    problems = verify_store(work)
+    assert problems and {p.clip for p in problems} == {clip}
+    assert {p.array for p in problems} == {"flow"}
+    code = {"truncate": "corrupt", "flip": "corrupt", "shape": "shape", "remove": "missing"}
+    assert code[damage] in {p.code for p in problems}, problems
+    result = CliRunner().invoke(main, ["cache", "verify", str(work)])
+    assert result.exit_code == 1 and f"clip {clip}, flow:" in result.output
