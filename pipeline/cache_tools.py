@@ -22,7 +22,9 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,11 @@ CHECKSUMS = "SHA256SUMS"
 EXPORT_VERSION = 1
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same store gives the same zip bytes
+# What reading a damaged file raises: a zip member failing its CRC or cut short, a
+# deflated member that does not inflate, a header whose flipped flag bits or method zipfile
+# does not support (NotImplementedError), a file system error, a refused size.
+READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError,
+               ValueError)
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,26 @@ def verify_store(location: str | Path) -> list[Problem]:
     Raises StoreError only where the location is not a mesti store at all (or one this
     reader refuses: another layout version, an unsafe clip id).
     """
-    with open_store(location, require_complete=False) as store:
+    with _open(location, require_complete=False) as store:
         problems = _root_problems(store)
         sizes: dict[str, int] = {}
         for clip_id in store.clip_ids:
             problems += _clip_problems(store, clip_id, sizes)
         problems += _size_problems(sizes)
         problems += _checksum_problems(store)
-    return problems
+    return problems + _archive_problems(location)
+
+
+def _open(location: str | Path, *, require_complete: bool = True) -> Store:
+    """``open_store``, where a damaged archive (a zip whose directory, headers or root
+    metadata a flipped byte broke) is a StoreError naming it, not a traceback."""
+    try:
+        return open_store(location, require_complete=require_complete)
+    except StoreError:
+        raise
+    except READ_ERRORS as error:
+        raise StoreError(f"{location}: a damaged archive, cannot read its root: "
+                         f"{_error(error)}") from error
 
 
 def _root_problems(store: Store) -> list[Problem]:
@@ -247,7 +266,12 @@ def _size_problems(sizes: dict[str, int]) -> list[Problem]:
 
 def _checksum_problems(store: Store) -> list[Problem]:
     """An exported store (zip, or its unpacked tree) against its SHA256SUMS."""
-    listing = store.raw(CHECKSUMS)
+    try:
+        listing = store.raw(CHECKSUMS)
+    except StoreError:
+        raise  # over the read limits: refused, not read
+    except READ_ERRORS as error:
+        return [Problem(None, None, "checksum", f"{CHECKSUMS} unreadable: {_error(error)}")]
     if listing is None:
         return []
     problems = []
@@ -257,14 +281,69 @@ def _checksum_problems(store: Store) -> list[Problem]:
             problems.append(Problem(None, None, "checksum",
                                     f"{CHECKSUMS} line {number} is malformed: {line[:120]!r}"))
             continue
-        data = store.raw(key)
-        found = "absent" if data is None else None
+        try:
+            data = store.raw(key)
+            found = "absent" if data is None else None
+        except StoreError:
+            raise
+        except READ_ERRORS as error:  # a zip member whose bytes fail its CRC, a short read
+            data, found = None, f"unreadable ({_error(error)})"
         if data is not None and hashlib.sha256(data).hexdigest() != digest:
             found = "sha256 differs from the one listed"
         if found:
             clip, array = _owner(key, store.clip_ids)
             problems.append(Problem(clip, array, "checksum", f"{key}: {found} in {CHECKSUMS}"))
     return problems
+
+
+def _archive_problems(location: str | Path) -> list[Problem]:
+    """An exported zip on disk against the archive ``export_store`` writes for its members.
+
+    Export is deterministic, so its zip is a function of its members' names and bytes:
+    rebuilt from them it must give the file's bytes exactly. This finds a flipped byte that
+    reading the members cannot (in a local header's copy of a size or checksum, a time, a
+    directory entry's attributes). Zips that are not ``mesti cache export`` archives, and
+    zips read over a URL, are not checked here.
+    """
+    path = Path(location)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return []
+    name = None
+    try:
+        with zipfile.ZipFile(path) as archive, tempfile.TemporaryFile() as rebuilt:
+            names = archive.namelist()
+            if MANIFEST not in names and CHECKSUMS not in names:
+                return []  # not an export (a store zipped by hand)
+            absent = [n for n in (MANIFEST, CHECKSUMS) if n not in names]
+            if absent:
+                return [Problem(None, None, "archive", f"an exported zip without "
+                                f"{', '.join(absent)}: a damaged directory entry?")]
+            with zipfile.ZipFile(rebuilt, "w", allowZip64=True) as canonical:
+                for name in names:
+                    _add(canonical, name, archive.read(name))
+            rebuilt.seek(0)
+            with path.open("rb") as original:
+                offset = _first_difference(original, rebuilt)
+    except READ_ERRORS as error:
+        return [Problem(None, None, "archive", f"member {name} unreadable: {_error(error)}")]
+    if offset is None:
+        return []
+    return [Problem(None, None, "archive", f"byte {offset} of the zip is not the one `mesti "
+                    "cache export` writes for its members: a damaged header or directory")]
+
+
+def _first_difference(one, two, block: int = 1 << 20) -> int | None:
+    """The offset of the first byte where two files differ (or one ends); None if equal."""
+    offset = 0
+    while True:
+        a, b = one.read(block), two.read(block)
+        if a != b:
+            return offset + next((i for i, (x, y) in enumerate(zip(a, b, strict=False))
+                                  if x != y),
+                                 min(len(a), len(b)))
+        if not a:
+            return None
+        offset += len(a)
 
 
 def _safe_key(key: str) -> bool:
@@ -291,7 +370,7 @@ def _error(error: Exception) -> str:
 def store_info(location: str | Path) -> dict:
     """What a store holds: kind, dataset, completeness, provenance, and each clip's arrays
     with their shapes and dtypes. Reads metadata only, never a chunk."""
-    with open_store(location, require_complete=False) as store:
+    with _open(location, require_complete=False) as store:
         attrs = store.attrs
         info = {
             "location": str(location), "kind": store.kind, "layout": attrs["mesti_store"],
@@ -378,7 +457,7 @@ def export_store(location: str | Path, out: Path, *, check: bool = True) -> dict
                              f"`mesti cache verify` lists them (first: {problems[0]})")
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
-    with open_store(location) as store:
+    with _open(location) as store:
         keys = store_keys(store)
         try:
             manifest = _write_zip(store, keys, partial)

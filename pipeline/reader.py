@@ -234,7 +234,7 @@ def _open_url(location: str, limits: ReadLimits) -> FsspecStore:
                              "pip install 'mesti-mer[cloud]')") from error
         except Exception as error:
             if not _transient(error):
-                if isinstance(error, (OSError, ValueError)):
+                if isinstance(error, (OSError, ValueError, zipfile.BadZipFile)):
                     raise StoreError(f"{location}: cannot open: {error}") from error
                 raise
             if attempt + 1 == tries:

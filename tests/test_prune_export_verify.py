@@ -137,3 +137,45 @@ def test_verify_checks_the_flow_of_a_sequences_store(sequences: Path, tmp_path: 
     assert code[damage] in {p.code for p in problems}, problems
     result = CliRunner().invoke(main, ["cache", "verify", str(work)])
     assert result.exit_code == 1 and f"clip {clip}, flow:" in result.output
+
+
+# damaged exported zips ----------------------------------------------------------------------
+
+
+def test_a_byte_flipped_anywhere_in_an_exported_zip_is_reported(small_stores: Path,
+                                                                 tmp_path: Path) -> None:
+    """Members' data, their local headers, the directory: every flip is a problem or one
+    clean line, never a traceback nor "ok"."""
+    original = (small_stores / "export" / "modalities.zip").read_bytes()
+    assert verify_store(small_stores / "export" / "modalities.zip") == []
+    size = len(original)
+    positions = sorted({*range(0, 64, 3), *range(size // 7, size, size // 7),
+                        *range(size - 420, size, 11)})
+    damaged = tmp_path / "damaged.zip"
+    for position in positions:
+        data = bytearray(original)
+        data[position] ^= 0xFF
+        damaged.write_bytes(bytes(data))
+        result = CliRunner().invoke(main, ["cache", "verify", str(damaged)])
+        assert isinstance(result.exception, SystemExit), (position, result.exception)
+        assert result.exit_code == 1 and "ok (every chunk" not in result.output, position
+        info = CliRunner().invoke(main, ["cache", "info", str(damaged)])
+        assert info.exception is None or isinstance(info.exception, SystemExit), \
+            (position, info.exception)
+
+
+def test_a_truncated_zip_over_http_is_one_clean_line(small_stores: Path,
+                                                     tmp_path: Path) -> None:
+    from loopback import serving
+
+    original = (small_stores / "export" / "modalities.zip").read_bytes()
+    (tmp_path / "cut.zip").write_bytes(original[: len(original) // 2])
+    with serving(tmp_path) as base:
+        url = f"{base}/cut.zip"
+        for command in (["cache", "verify", url], ["cache", "info", url],
+                        ["train", url, str(tmp_path / "run")]):
+            result = CliRunner().invoke(main, command)
+            assert result.exit_code == 1 and isinstance(result.exception, SystemExit), \
+                (command, result.exception)
+            assert result.output.strip().splitlines() == [
+                f"Error: {url}: cannot open: File is not a zip file"], command
