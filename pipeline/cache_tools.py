@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -80,6 +81,42 @@ def verify_store(location: str | Path) -> list[Problem]:
         problems += _size_problems(sizes)
         problems += _checksum_problems(store)
     return problems + _archive_problems(location)
+
+
+def repair_store(location: str | Path) -> tuple[list[Problem], list[str]]:
+    """Verify the store folder at ``location`` and drop every clip with a problem, so the
+    next run of the stage that wrote it recomputes them; return the problems and the
+    dropped clips.
+
+    A finished clip is reused by the next run on its content key alone, without reading its
+    chunks: a corrupt chunk would stay. Repair takes the store's writer lock, unlists the bad
+    clips and marks the store incomplete (readers refuse it until a run finishes it), then
+    deletes their groups; killed part-way, the store is still incomplete and a run recomputes
+    whatever is missing. Store-level problems are reported, not repaired. Only a folder can
+    be repaired: a zip or a URL is a StoreError.
+    """
+    path = Path(location)
+    if not path.is_dir():
+        raise StoreError(f"{location}: --repair works on a store folder; a zip or a URL is "
+                         "read-only (export the repaired folder again)")
+    problems = verify_store(path)
+    bad = sorted({p.clip for p in problems if p.clip is not None})
+    if not bad:
+        return problems, []
+    with open_store(path, require_complete=False) as store:
+        kind, listed = store.kind, store.clip_ids
+    try:
+        with writer.writer_lock(path, kind):
+            root = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+            root.update_attributes({"clips": [c for c in listed if c not in bad],
+                                    "complete": False})
+            for clip_id in bad:
+                group = path / "clips" / clip_id
+                if group.is_dir() and not group.is_symlink():
+                    shutil.rmtree(group)
+    except writer.WriteRefused as error:  # a run is writing it: nothing was changed
+        raise StoreError(str(error)) from error
+    return problems, bad
 
 
 def _open(location: str | Path, *, require_complete: bool = True) -> Store:

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
 from mesti.pipeline import store
-from mesti.pipeline.cache_tools import verify_store
-from mesti.pipeline.reader import open_store
+from mesti.pipeline.cache_tools import export_store, verify_store
+from mesti.pipeline.reader import StoreError, open_store
 
 from mesti.cli import main
 
@@ -118,3 +118,35 @@ def test_a_run_killed_after_two_clips_then_resumed_gives_the_clean_stores(clean,
     for name in STORES:
         assert tree(work / name) == clean[1][name], name
         assert verify_store(work / name) == []
+
+
+def test_a_corrupt_reused_clip_is_repaired_and_recomputed(clean, work: Path) -> None:
+    preprocess(work)
+    faces = work / "faces.zarr"
+    clip = open_store(faces).clip_ids[2]
+    (chunk,) = [p for p in (faces / "clips" / clip / "frames").rglob("*")
+                if p.is_file() and p.name != "zarr.json"]
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    chunk.write_bytes(bytes(data))
+    # the next run reuses the clip on its content key: only verify sees the damage
+    result = CliRunner().invoke(main, preprocess_args(work))
+    assert result.exit_code == 0 and '"clips_failed": 0' in result.output, result.output
+    verify = CliRunner().invoke(main, ["cache", "verify", str(faces)])
+    assert verify.exit_code == 1 and f"clip {clip}, frames: corrupt" in verify.output
+    repair = CliRunner().invoke(main, ["cache", "verify", str(faces), "--repair"])
+    assert repair.exit_code == 0, repair.output
+    assert f"dropped 1 clip(s) ({clip})" in repair.output
+    assert not (faces / "clips" / clip).exists()
+    with pytest.raises(StoreError, match="incomplete"):
+        open_store(faces)
+    assert CliRunner().invoke(main, ["cache", "verify", str(faces)]).exit_code == 1
+    stores = preprocess(work)
+    for name in STORES:
+        assert stores[name] == clean[1][name], name
+        assert verify_store(work / name) == []
+    # a zip cannot be repaired: one line
+    export_store(faces, work / "faces.zip")
+    result = CliRunner().invoke(main, ["cache", "verify", str(work / "faces.zip"), "--repair"])
+    assert result.exit_code == 1 and "--repair works on a store folder" in result.output
+    (work / "faces.zip").unlink()
