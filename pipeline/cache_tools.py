@@ -355,6 +355,10 @@ def _archive_problems(location: str | Path) -> list[Problem]:
             if absent:
                 return [Problem(None, None, "archive", f"an exported zip without "
                                 f"{', '.join(absent)}: a damaged directory entry?")]
+            name = MANIFEST
+            manifest = json.loads(archive.read(MANIFEST))
+            if not isinstance(manifest, dict) or manifest.get("format") != "mesti store export":
+                return []  # a MANIFEST.json of something else
             with zipfile.ZipFile(rebuilt, "w", allowZip64=True) as canonical:
                 for name in names:
                     _add(canonical, name, archive.read(name))
@@ -366,7 +370,8 @@ def _archive_problems(location: str | Path) -> list[Problem]:
     if offset is None:
         return []
     return [Problem(None, None, "archive", f"byte {offset} of the zip is not the one `mesti "
-                    "cache export` writes for its members: a damaged header or directory")]
+                    "cache export` writes for its members: a damaged header or directory (or "
+                    "the archive was zipped again by another tool)")]
 
 
 def _first_difference(one, two, block: int = 1 << 20) -> int | None:
