@@ -179,3 +179,24 @@ def test_a_truncated_zip_over_http_is_one_clean_line(small_stores: Path,
                 (command, result.exception)
             assert result.output.strip().splitlines() == [
                 f"Error: {url}: cannot open: File is not a zip file"], command
+
+
+def test_a_clip_that_cannot_be_pruned_stays_unlisted(small_stores: Path, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    faces = Path(shutil.copytree(small_stores / "faces.zarr", tmp_path / "faces.zarr"))
+    keep = open_store(faces).clip_ids
+    real = shutil.rmtree
+
+    def refuse_one(path, *args, **kwargs):
+        if Path(path).name == keep[-1]:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(store.shutil, "rmtree", refuse_one)
+    done = store.finalise(faces, keep[:1], {}, prune=True)
+    assert done["pruned"] == keep[1:-1] and done["unlisted"] == [keep[-1]]
+    assert done["foreign"] == [f"{faces / 'clips' / keep[-1]}: could not be deleted "
+                               "(Permission denied); kept, listed as unlisted"]
+    written = open_store(faces)
+    assert written.clip_ids == keep[:1] and written.attrs["unlisted"] == [keep[-1]]
+    assert (faces / "clips" / keep[-1] / "zarr.json").is_file()

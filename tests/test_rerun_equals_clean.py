@@ -31,9 +31,9 @@ def tree(root: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
-def preprocess_args(work: Path) -> list[str]:
+def preprocess_args(work: Path, workers: int = 0) -> list[str]:
     return ["preprocess", str(work / "manifest.csv"), str(work / "faces.zarr"),
-            str(work / "modalities.zarr"), "--workers", "0", "--no-progress",
+            str(work / "modalities.zarr"), "--workers", str(workers), "--no-progress",
             "--params", str(work / "params.yaml")]
 
 
@@ -92,9 +92,11 @@ def _group_alive(group: int) -> bool:
         return False
 
 
-def test_a_run_killed_after_two_clips_then_resumed_gives_the_clean_stores(clean,
-                                                                          work: Path) -> None:
-    killed = subprocess.Popen([str(BIN / "mesti"), *preprocess_args(work)],
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_killed_after_two_clips_then_resumed_gives_the_clean_stores(clean, work: Path,
+                                                                          workers: int) -> None:
+    """Killed with its workers (SIGKILL to the whole process group, as a node dies)."""
+    killed = subprocess.Popen([str(BIN / "mesti"), *preprocess_args(work, workers)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
@@ -104,7 +106,7 @@ def test_a_run_killed_after_two_clips_then_resumed_gives_the_clean_stores(clean,
             done = [p for p in (work / "modalities.zarr").glob("clips/*/zarr.json")
                     if '"ok"' in p.read_text()]
             time.sleep(0.01)
-        killed.send_signal(signal.SIGKILL)
+        os.killpg(killed.pid, signal.SIGKILL)
         killed.wait()
     finally:
         if _group_alive(killed.pid):
