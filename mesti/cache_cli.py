@@ -23,19 +23,31 @@ def cache() -> None:
 
 @cache.command()
 @click.argument("store")
-def verify(store: str) -> None:
+@click.option("--repair", is_flag=True, default=False,
+              help="Drop every clip with a problem from the STORE folder and mark it "
+                   "incomplete, so the next run of its stage recomputes them.")
+def verify(store: str, repair: bool) -> None:
     """Read every chunk, check shapes, completeness and content keys of STORE.
 
-    Lists every problem of every clip and exits 1 if there is any.
+    Lists every problem of every clip and exits 1 if there is any. With --repair the clips
+    with problems are dropped (a re-run recomputes them); it exits 1 only if a problem of
+    the store itself remains.
     """
-    from mesti.pipeline.cache_tools import verify_store
+    from mesti.pipeline.cache_tools import repair_store, verify_store
 
-    problems = _call(verify_store, store)
+    problems, dropped = _call(repair_store, store) if repair else (_call(verify_store, store),
+                                                                   [])
     for problem in problems:
         click.echo(str(problem))
     if problems:
         clips = {p.clip for p in problems if p.clip is not None}
         click.echo(f"{store}: {len(problems)} problem(s) in {len(clips)} clip(s)")
+    if dropped:
+        click.echo(f"{store}: dropped {len(dropped)} clip(s) ({', '.join(dropped)}) and marked "
+                   "the store incomplete; re-run the stage that wrote it to recompute them")
+        if all(p.clip is not None for p in problems):
+            return
+    if problems:
         sys.exit(1)
     click.echo(f"{store}: ok (every chunk read, every content key recomputed)")
 

@@ -22,7 +22,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,16 +34,19 @@ import zarr
 
 from . import store as writer
 from .reader import Store, StoreError, open_store
-from .store import ARRAYS, data_keys, recompute_key
+from .store import SPEC, data_keys, recompute_key, spec_arrays
 
-DTYPES = {"frames": "uint8", "landmarks": "float32", "images": "uint8", "positions": "float32",
-          "pupil_distance": "float32"}
 LANDMARKS = 468
 MANIFEST = "MANIFEST.json"
 CHECKSUMS = "SHA256SUMS"
 EXPORT_VERSION = 1
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same store gives the same zip bytes
+# What reading a damaged file raises: a zip member failing its CRC or cut short, a
+# deflated member that does not inflate, a header whose flipped flag bits or method zipfile
+# does not support (NotImplementedError), a file system error, a refused size.
+READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError,
+               ValueError)
 
 
 @dataclass(frozen=True)
@@ -67,14 +73,62 @@ def verify_store(location: str | Path) -> list[Problem]:
     Raises StoreError only where the location is not a mesti store at all (or one this
     reader refuses: another layout version, an unsafe clip id).
     """
-    with open_store(location, require_complete=False) as store:
+    with _open(location, require_complete=False) as store:
         problems = _root_problems(store)
         sizes: dict[str, int] = {}
         for clip_id in store.clip_ids:
             problems += _clip_problems(store, clip_id, sizes)
         problems += _size_problems(sizes)
         problems += _checksum_problems(store)
-    return problems
+    return problems + _archive_problems(location)
+
+
+def repair_store(location: str | Path) -> tuple[list[Problem], list[str]]:
+    """Verify the store folder at ``location`` and drop every clip with a problem, so the
+    next run of the stage that wrote it recomputes them; return the problems and the
+    dropped clips.
+
+    A finished clip is reused by the next run on its content key alone, without reading its
+    chunks: a corrupt chunk would stay. Repair takes the store's writer lock, unlists the bad
+    clips and marks the store incomplete (readers refuse it until a run finishes it), then
+    deletes their groups; killed part-way, the store is still incomplete and a run recomputes
+    whatever is missing. Store-level problems are reported, not repaired. Only a folder can
+    be repaired: a zip or a URL is a StoreError.
+    """
+    path = Path(location)
+    if not path.is_dir():
+        raise StoreError(f"{location}: --repair works on a store folder; a zip or a URL is "
+                         "read-only (export the repaired folder again)")
+    problems = verify_store(path)
+    bad = sorted({p.clip for p in problems if p.clip is not None})
+    if not bad:
+        return problems, []
+    with open_store(path, require_complete=False) as store:
+        kind, listed = store.kind, store.clip_ids
+    try:
+        with writer.writer_lock(path, kind):
+            root = zarr.open_group(str(path), mode="r+", use_consolidated=False)
+            root.update_attributes({"clips": [c for c in listed if c not in bad],
+                                    "complete": False})
+            for clip_id in bad:
+                group = path / "clips" / clip_id
+                if group.is_dir() and not group.is_symlink():
+                    shutil.rmtree(group)
+    except writer.WriteRefused as error:  # a run is writing it: nothing was changed
+        raise StoreError(str(error)) from error
+    return problems, bad
+
+
+def _open(location: str | Path, *, require_complete: bool = True) -> Store:
+    """``open_store``, where a damaged archive (a zip whose directory, headers or root
+    metadata a flipped byte broke) is a StoreError naming it, not a traceback."""
+    try:
+        return open_store(location, require_complete=require_complete)
+    except StoreError:
+        raise
+    except READ_ERRORS as error:
+        raise StoreError(f"{location}: a damaged archive, cannot read its root: "
+                         f"{_error(error)}") from error
 
 
 def _root_problems(store: Store) -> list[Problem]:
@@ -103,10 +157,20 @@ def _clip_problems(store: Store, clip_id: str, sizes: dict[str, int]) -> list[Pr
         return [Problem(clip_id, None, "missing", f"group unreadable: {_error(error)}")]
     problems = [Problem(clip_id, None, code, message)
                 for code, message in _attr_problems(store, clip_id, attrs)]
-    for name in ARRAYS[store.kind]:
+    for name in clip_arrays(store, clip_id):
         problems += [Problem(clip_id, name, code, message)
                      for code, message in _array_problems(store, clip_id, name, attrs, sizes)]
     return problems
+
+
+def clip_arrays(store: Store, clip_id: str) -> list[str]:
+    """The arrays of one clip, from the store spec (``store.SPEC``): every array its store's
+    parameters promise, and any optional one the clip holds. Verify checks, and export
+    writes, exactly these, so neither can leave one out."""
+    promised = spec_arrays(store.kind, store.attrs.get("params"))
+    optional = [name for name in SPEC[store.kind] if name not in promised
+                and store.exists(f"clips/{clip_id}/{name}/zarr.json")]
+    return [*promised, *optional]
 
 
 def _attr_problems(store: Store, clip_id: str, attrs: dict) -> list[tuple[str, str]]:
@@ -164,8 +228,9 @@ def _array_problems(store: Store, clip_id: str, name: str, attrs: dict,
     expected = _expected_shape(store, name, attrs, array.shape)
     if tuple(array.shape) != expected:
         problems.append(("shape", f"shape {tuple(array.shape)}, expected {expected}"))
-    if str(array.dtype) != DTYPES[name]:
-        problems.append(("dtype", f"dtype {array.dtype}, expected {DTYPES[name]}"))
+    dtype = SPEC[store.kind][name][0]
+    if str(array.dtype) != dtype:
+        problems.append(("dtype", f"dtype {array.dtype}, expected {dtype}"))
     if name == "images" and len(array.shape) == 4:
         sizes[clip_id] = array.shape[1]
     absent = [key for key in data_keys(array) if not store.exists(key)]
@@ -182,7 +247,9 @@ def _expected_shape(store: Store, name: str, attrs: dict, shape: tuple) -> tuple
         frames = attrs.get("n_frames") if attrs.get("sampling") == "all" else attrs.get("length")
         lead = (attrs.get("phases"), frames)
         size = attrs.get("size")
-        return {"frames": (*lead, size, size), "landmarks": (*lead, 68, 2)}.get(name, lead)
+        steps = frames - 1 if isinstance(frames, int) else None
+        return {"frames": (*lead, size, size), "landmarks": (*lead, 68, 2),
+                "flow": (lead[0], steps, size, size, 2)}.get(name, lead)
     if name == "frames":
         size = _size(store)
         return (attrs.get("n_frames"), size, size, 3)
@@ -236,7 +303,12 @@ def _size_problems(sizes: dict[str, int]) -> list[Problem]:
 
 def _checksum_problems(store: Store) -> list[Problem]:
     """An exported store (zip, or its unpacked tree) against its SHA256SUMS."""
-    listing = store.raw(CHECKSUMS)
+    try:
+        listing = store.raw(CHECKSUMS)
+    except StoreError:
+        raise  # over the read limits: refused, not read
+    except READ_ERRORS as error:
+        return [Problem(None, None, "checksum", f"{CHECKSUMS} unreadable: {_error(error)}")]
     if listing is None:
         return []
     problems = []
@@ -246,14 +318,74 @@ def _checksum_problems(store: Store) -> list[Problem]:
             problems.append(Problem(None, None, "checksum",
                                     f"{CHECKSUMS} line {number} is malformed: {line[:120]!r}"))
             continue
-        data = store.raw(key)
-        found = "absent" if data is None else None
+        try:
+            data = store.raw(key)
+            found = "absent" if data is None else None
+        except StoreError:
+            raise
+        except READ_ERRORS as error:  # a zip member whose bytes fail its CRC, a short read
+            data, found = None, f"unreadable ({_error(error)})"
         if data is not None and hashlib.sha256(data).hexdigest() != digest:
             found = "sha256 differs from the one listed"
         if found:
             clip, array = _owner(key, store.clip_ids)
             problems.append(Problem(clip, array, "checksum", f"{key}: {found} in {CHECKSUMS}"))
     return problems
+
+
+def _archive_problems(location: str | Path) -> list[Problem]:
+    """An exported zip on disk against the archive ``export_store`` writes for its members.
+
+    Export is deterministic, so its zip is a function of its members' names and bytes:
+    rebuilt from them it must give the file's bytes exactly. This finds a flipped byte that
+    reading the members cannot (in a local header's copy of a size or checksum, a time, a
+    directory entry's attributes). Zips that are not ``mesti cache export`` archives, and
+    zips read over a URL, are not checked here.
+    """
+    path = Path(location)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return []
+    name = None
+    try:
+        with zipfile.ZipFile(path) as archive, tempfile.TemporaryFile() as rebuilt:
+            names = archive.namelist()
+            if MANIFEST not in names and CHECKSUMS not in names:
+                return []  # not an export (a store zipped by hand)
+            absent = [n for n in (MANIFEST, CHECKSUMS) if n not in names]
+            if absent:
+                return [Problem(None, None, "archive", f"an exported zip without "
+                                f"{', '.join(absent)}: a damaged directory entry?")]
+            name = MANIFEST
+            manifest = json.loads(archive.read(MANIFEST))
+            if not isinstance(manifest, dict) or manifest.get("format") != "mesti store export":
+                return []  # a MANIFEST.json of something else
+            with zipfile.ZipFile(rebuilt, "w", allowZip64=True) as canonical:
+                for name in names:
+                    _add(canonical, name, archive.read(name))
+            rebuilt.seek(0)
+            with path.open("rb") as original:
+                offset = _first_difference(original, rebuilt)
+    except READ_ERRORS as error:
+        return [Problem(None, None, "archive", f"member {name} unreadable: {_error(error)}")]
+    if offset is None:
+        return []
+    return [Problem(None, None, "archive", f"byte {offset} of the zip is not the one `mesti "
+                    "cache export` writes for its members: a damaged header or directory (or "
+                    "the archive was zipped again by another tool)")]
+
+
+def _first_difference(one, two, block: int = 1 << 20) -> int | None:
+    """The offset of the first byte where two files differ (or one ends); None if equal."""
+    offset = 0
+    while True:
+        a, b = one.read(block), two.read(block)
+        if a != b:
+            return offset + next((i for i, (x, y) in enumerate(zip(a, b, strict=False))
+                                  if x != y),
+                                 min(len(a), len(b)))
+        if not a:
+            return None
+        offset += len(a)
 
 
 def _safe_key(key: str) -> bool:
@@ -280,7 +412,7 @@ def _error(error: Exception) -> str:
 def store_info(location: str | Path) -> dict:
     """What a store holds: kind, dataset, completeness, provenance, and each clip's arrays
     with their shapes and dtypes. Reads metadata only, never a chunk."""
-    with open_store(location, require_complete=False) as store:
+    with _open(location, require_complete=False) as store:
         attrs = store.attrs
         info = {
             "location": str(location), "kind": store.kind, "layout": attrs["mesti_store"],
@@ -304,7 +436,7 @@ def _clip_info(store: Store, clip_id: str) -> dict:
         attrs = store.clip_attrs(clip_id)
         row.update({k: attrs.get(k) for k in ("subject", "label3", "n_frames", "status")})
         row["arrays"] = {}
-        for name in ARRAYS[store.kind]:
+        for name in clip_arrays(store, clip_id):
             array = store.array(clip_id, name)
             row["arrays"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
     except Exception as error:  # info describes what it can; verify says what is wrong
@@ -367,7 +499,7 @@ def export_store(location: str | Path, out: Path, *, check: bool = True) -> dict
                              f"`mesti cache verify` lists them (first: {problems[0]})")
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
-    with open_store(location) as store:
+    with _open(location) as store:
         keys = store_keys(store)
         try:
             manifest = _write_zip(store, keys, partial)
@@ -383,7 +515,7 @@ def store_keys(store: Store) -> list[str]:
     keys = ["zarr.json", "clips/zarr.json"]
     for clip_id in store.clip_ids:
         keys.append(f"clips/{clip_id}/zarr.json")
-        for name in ARRAYS[store.kind]:
+        for name in clip_arrays(store, clip_id):
             array = store.array(clip_id, name)
             keys.append(f"{array.path}/zarr.json")
             keys += [k for k in data_keys(array) if store.exists(k)]

@@ -270,7 +270,7 @@ def _open_url(location: str, limits: ReadLimits) -> FsspecStore:
                              "pip install 'mesti-mer[cloud]')") from error
         except Exception as error:
             if not _transient(error):
-                if isinstance(error, (OSError, ValueError)):
+                if isinstance(error, (OSError, ValueError, zipfile.BadZipFile)):
                     raise StoreError(f"{location}: cannot open: {error}") from error
                 raise
             if attempt + 1 == tries:
@@ -419,11 +419,24 @@ class Store:
     def sequence(self, clip_id: str) -> dict[str, np.ndarray]:
         """A sequences store's arrays of one clip by name: frames (P, T, S, S) uint8,
         positions (P, T), landmarks (P, T, 68, 2), pupil_distance (P, T) and, where the
-        store computed it, flow (P, T - 1, S, S, 2)."""
+        store computed it, flow (P, T - 1, S, S, 2). Raises StoreError for a clip whose
+        content key no longer matches its attributes (a label edited by hand)."""
         if self.kind != "sequences":
             raise StoreError(f"{self.location}: a {self.kind} store, not a sequences store")
         if clip_id not in self.clip_ids:
             raise KeyError(f"{self.location}: no clip {clip_id!r}")
+        from .store import recompute_key  # the writer's recipe; it imports this module
+
+        attrs = self.clip_attrs(clip_id)
+        try:
+            recomputed = recompute_key("sequences", attrs)
+        except KeyError as error:
+            raise StoreError(f"{self.location}: clip {clip_id}: cannot recompute its content "
+                             f"key: {error.args[0]}") from error
+        if recomputed != attrs.get("content_key"):
+            raise StoreError(f"{self.location}: clip {clip_id}: its content_key is not the one "
+                             "recomputed from its attributes: an attribute (a label?) was "
+                             "edited after it was written; `mesti cache verify` lists it")
         present = set(self.root[f"clips/{clip_id}"].array_keys())
         missing = set(SEQUENCE_ARRAYS[:-1]) - present
         if missing:

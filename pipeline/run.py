@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -348,6 +349,8 @@ def _finish(out: Path, clip_ids: list[str], statuses: list[dict], started: float
     failed_ids = {s["clip_id"] for s in failed}
     keep = [c for c in clip_ids if c not in failed_ids]
     done = store.finalise(out, keep, {"failures": failed}, in_manifest=clip_ids, prune=prune)
+    for line in done["foreign"]:
+        print(line, file=sys.stderr)
     if done["broken"]:
         raise RuntimeError(f"{out}: clips marked ok but without their arrays after the run "
                            f"(left out of the store's clips): {done['broken']}")

@@ -284,6 +284,8 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
     cv2.setNumThreads(1)  # one level of parallelism: Dask across clips
     started = time.perf_counter()
     source = open_store(faces_path, require_complete=faces_complete)
+    if not faces_complete:
+        _admit_finished(source, faces_path, clip_id)
     attrs = upstream_attrs(source, clip_id)
     if isinstance(attrs, ClipError):
         return failed(attrs)
@@ -296,6 +298,15 @@ def modalities_clip(clip_id: str, faces_path: str, store_path: str, config: Moda
     frames, mesh = arrays
     return _write_modalities(clip_id, frames, mesh, attrs, key, store_path, config, context,
                              started)
+
+
+def _admit_finished(source, faces_path: str, clip_id: str) -> None:
+    """Let ``source``, a faces store this run is writing, read ``clip_id`` when its group is
+    finished on disk. The root's clip list is only rewritten when a run ends: a clip reused
+    from a killed run, or one that left the manifest and came back, is finished but not
+    listed there, and its modalities must be computed all the same."""
+    if clip_id not in source.clip_ids and store.finished(Path(faces_path), clip_id, "faces"):
+        source.clip_ids.append(clip_id)
 
 
 def _modalities_key(faces_attrs: dict, config: ModalitiesConfig, context: dict) -> str:

@@ -41,14 +41,32 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from .reader import LAYOUT_VERSION, MANIFEST_FIELDS
+from .reader import LAYOUT_VERSION, MANIFEST_FIELDS, SAFE_CLIP_ID
 
 LOCK_FILE = ".mesti-writer.lock"  # in the store's root folder; zarr never reads it
 # A lock file still empty after this long was left by a run killed while creating it.
 ABANDONED_EMPTY_LOCK_S = 30.0
-# The arrays every finished clip of each kind holds (the layout, cache/README.md).
-ARRAYS = {"faces": ("frames", "landmarks"), "modalities": ("images",),
-          "sequences": ("frames", "positions", "landmarks", "pupil_distance")}  # flow: optional
+# The store spec (cache/README.md): every array a clip of each kind may hold, with its dtype
+# and the stage parameter that must be true for a clip to hold it (None: always). Writing,
+# finishing, pruning, verify and export all read this one table, so an array added to a
+# stage is checked and exported without another list to update.
+SPEC: dict[str, dict[str, tuple[str, str | None]]] = {
+    "faces": {"frames": ("uint8", None), "landmarks": ("float32", None)},
+    "modalities": {"images": ("uint8", None)},
+    "sequences": {"frames": ("uint8", None), "positions": ("float32", None),
+                  "landmarks": ("float32", None), "pupil_distance": ("float32", None),
+                  "flow": ("float16", "flow")},
+}
+# The arrays every finished clip of each kind holds whatever its parameters.
+ARRAYS = {kind: tuple(n for n, (_, knob) in arrays.items() if knob is None)
+          for kind, arrays in SPEC.items()}
+
+
+def spec_arrays(kind: str, params: dict | None) -> tuple[str, ...]:
+    """The arrays every finished clip of a ``kind`` store made with ``params`` holds."""
+    params = params or {}
+    return tuple(name for name, (_, knob) in SPEC[kind].items()
+                 if knob is None or params.get(knob) is True)
 
 
 class WriteRefused(RuntimeError):
@@ -443,12 +461,13 @@ def _write_file(path: Path, array: zarr.Array, parts: list) -> None:
             handle.write(part)
 
 
-def finished(path: Path, clip_id: str, kind: str) -> bool:
-    """A clip is finished when its status is ok and every array of its kind is there with
-    all its data files (a status alone does not prove the arrays were written)."""
+def finished(path: Path, clip_id: str, kind: str, params: dict | None = None) -> bool:
+    """A clip is finished when its status is ok and every array of its kind (and of its
+    store's ``params``: a sequences store's flow) is there with all its data files (a status
+    alone does not prove the arrays were written)."""
     if existing_key(path, clip_id) is None:
         return False
-    for name in ARRAYS[kind]:
+    for name in spec_arrays(kind, params):
         try:
             array = zarr.open_array(str(path), path=f"clips/{clip_id}/{name}", mode="r",
                                     zarr_format=3)
@@ -466,24 +485,71 @@ def data_keys(array: zarr.Array) -> list[str]:
             for coords in metadata.chunk_grid.all_chunk_coords(array.shape)]
 
 
+def not_a_clip(folder: Path, kind: str) -> str | None:
+    """Why ``folder`` (an entry of a store's ``clips/``) is not a clip group of a ``kind``
+    store; None when it is one. A clip group is a real folder (not a link) named by a safe
+    clip id, whose zarr.json is a zarr v3 group with a clip's attributes (finished: its
+    ``clip_id`` is the folder's name; or left half-written by a killed run), and whose
+    entries are arrays of the kind's spec. Only such groups are ever pruned."""
+    if folder.is_symlink():
+        return "a symbolic link"
+    if not folder.is_dir():
+        return "not a folder"
+    if not SAFE_CLIP_ID.fullmatch(folder.name):
+        return "not a clip id"
+    try:
+        document = json.loads((folder / "zarr.json").read_text())
+    except FileNotFoundError:
+        return "no zarr.json"
+    except (OSError, ValueError, UnicodeDecodeError):
+        return "an unreadable zarr.json"
+    if not isinstance(document, dict) or document.get("zarr_format") != 3 \
+            or document.get("node_type") != "group":
+        return "its zarr.json is not a zarr v3 group"
+    attrs = document.get("attributes")
+    attrs = attrs if isinstance(attrs, dict) else {}
+    if attrs != {"status": "writing"} and (attrs.get("status") != "ok"
+                                           or attrs.get("clip_id") != folder.name):
+        return "its attributes are not those of a clip of this store"
+    foreign = sorted(p.name for p in folder.iterdir() if p.name != "zarr.json" and (
+        p.name not in SPEC[kind] or p.is_symlink() or not p.is_dir()))
+    if foreign:
+        return f"holds {', '.join(foreign)}, not arrays of a {kind} clip"
+    return None
+
+
 def finalise(path: Path, keep: list[str], attrs: dict, *, in_manifest: list[str] | None = None,
              prune: bool = False) -> dict[str, list[str]]:
     """List the finished clips of ``keep`` in the root, mark the store complete.
 
     Clips on disk that are not in ``in_manifest`` (default ``keep``) left the manifest: with
     ``prune`` they are deleted, otherwise kept on disk, untouched, and recorded in the root's
-    ``unlisted`` (never in ``clips``, so a reader sees exactly this run's clips). Returns
-    ``broken`` (clips of ``keep`` without their arrays: left out of ``clips``), ``pruned``
-    and ``unlisted``.
+    ``unlisted`` (never in ``clips``, so a reader sees exactly this run's clips). Anything
+    else under ``clips/`` (a user's folder, a link: :func:`not_a_clip`) is never deleted nor
+    listed. Returns ``broken`` (clips of ``keep`` without their arrays: left out of
+    ``clips``), ``pruned``, ``unlisted`` and ``foreign`` (one line per entry left as it is).
     """
     root = zarr.open_group(str(path), mode="r+", use_consolidated=False)
     kind = root.attrs["kind"]
     clips_dir = Path(path) / "clips"
-    present = [p.name for p in clips_dir.iterdir() if p.is_dir()] if clips_dir.is_dir() else []
-    gone = sorted(set(present) - set(keep if in_manifest is None else in_manifest))
-    pruned, unlisted = (gone, []) if prune else ([], gone)
-    for clip_id in pruned:
-        shutil.rmtree(clips_dir / clip_id)
-    good = [c for c in keep if finished(path, c, kind)]
+    listed = set(keep if in_manifest is None else in_manifest)
+    entries = sorted(p for p in clips_dir.iterdir() if p.name != "zarr.json"
+                     and p.name not in listed) if clips_dir.is_dir() else []
+    why = {p.name: not_a_clip(p, kind) for p in entries}
+    foreign = [f"{clips_dir / name}: {reason}; not a clip of this store, left as it is"
+               for name, reason in why.items() if reason]
+    gone = [name for name, reason in why.items() if reason is None]
+    pruned: list[str] = []
+    unlisted = [] if prune else gone
+    for clip_id in gone if prune else ():
+        try:
+            shutil.rmtree(clips_dir / clip_id)
+            pruned.append(clip_id)
+        except OSError as error:  # kept, and listed as unlisted: a later prune retries
+            unlisted.append(clip_id)
+            foreign.append(f"{clips_dir / clip_id}: could not be deleted "
+                           f"({error.strerror or error}); kept, listed as unlisted")
+    good = [c for c in keep if finished(path, c, kind, root.attrs.get("params"))]
     root.update_attributes({**attrs, "clips": good, "unlisted": unlisted, "complete": True})
-    return {"broken": sorted(set(keep) - set(good)), "pruned": pruned, "unlisted": unlisted}
+    return {"broken": sorted(set(keep) - set(good)), "pruned": pruned, "unlisted": unlisted,
+            "foreign": foreign}

@@ -40,8 +40,11 @@ def sequences_store(path: Path, dataset: str, subjects: int, seed: int, *, side:
                 arrays["flow"] = f
             attrs = {"dataset": dataset, "subject": f"s{s}", "clip_id": clip_id,
                      "emotion": label, "label3": label, "label5": None, "n_frames": p * length,
-                     "size": side, "sampling": "uniform", "length": length, "phases": p}
-            store.write_clip(path, clip_id, arrays, attrs, f"key-{clip_id}",
+                     "size": side, "sampling": "uniform", "length": length, "phases": p,
+                     "faces_key": f"faces-{clip_id}",
+                     "provenance": {"params": {"size": side, "flow": flow}, "versions": {}}}
+            # the key the stage's recipe gives, so readers that check it accept the clip
+            store.write_clip(path, clip_id, arrays, attrs, store.recompute_key("sequences", attrs),
                              dimensions={k: DIMENSIONS[k] for k in arrays})
             ids.append(clip_id)
     store.finalise(path, ids, {})

@@ -309,7 +309,7 @@ def test_unusable_sequences_are_named(stores, monkeypatch) -> None:
     table, clips = load_sequences(stores[:1], 3)
     broken = [dict(c) for c in clips]
     broken[4]["landmarks"] = np.full_like(clips[4]["landmarks"], np.nan)
-    monkeypatch.setattr(inputs_module, "load_sequences", lambda s, n: (table, broken))
+    monkeypatch.setattr(inputs_module, "load_sequences", lambda s, n, **_: (table, broken))
     with pytest.raises(ValueError, match=f"clip {table.clip_ids[4]}: landmarks"):
         load_inputs(stores[:1], "mol", 3, config=MOLConfig(crop=32, size=16))
     broken[4] = {**clips[4], "frames": clips[4]["frames"][:, :6]}

@@ -19,6 +19,7 @@ many phases still counts once in the metrics. An adapter indexed with video posi
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from mesti.pipeline.reader import open_store
 from torch import nn
 
-from .data import THREE_CLASSES, ClipTable, augment
+from .data import BAD_CLIP_POLICIES, THREE_CLASSES, BadClip, ClipTable, augment
 from .losses import fdp_loss, focal_loss, mol_loss
 from .models import fdp as fdp_model
 from .models import meganet as meganet_model
@@ -260,7 +261,7 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 def load_inputs(stores: list[str], model: str, label_set: int,
                 config: FDPConfig | MOLConfig | None = None,
                 select: Callable[[ClipTable], ClipTable] | None = None,
-                ) -> tuple[ClipTable, Inputs]:
+                on_bad_clip: str = "skip") -> tuple[ClipTable, Inputs]:
     """A sequence model's clip table (one row per video) and its adapter over it (MEGANet's
     images come from ``run.prepare_table``).
 
@@ -270,7 +271,7 @@ def load_inputs(stores: list[str], model: str, label_set: int,
     if model not in MODEL_CONFIGS:
         raise ValueError(f"unknown sequence model {model!r}; known: {', '.join(MODEL_CONFIGS)}")
     config = config or MODEL_CONFIGS[model]()
-    table, clips = load_sequences(stores, label_set)
+    table, clips = load_sequences(stores, label_set, on_bad_clip=on_bad_clip)
     if select:
         table = select(table)
         if table.rows is not None:
@@ -301,22 +302,40 @@ def load_inputs(stores: list[str], model: str, label_set: int,
     return table, MOLInputs(clips, labels, config)
 
 
-def load_sequences(stores: list[str], label_set: int) -> tuple[ClipTable, list[dict]]:
-    """Labelled clips of sequences stores, in store order, with their arrays by name."""
+def load_sequences(stores: list[str], label_set: int,
+                   on_bad_clip: str = "skip") -> tuple[ClipTable, list[dict]]:
+    """Labelled clips of sequences stores, in store order, with their arrays by name.
+
+    A listed clip that cannot be used (group deleted, an array missing, a corrupt chunk, a
+    content key that no longer matches its attributes: a label edited by hand) is left out
+    and named on stderr and in ``skipped``, or stops the run with BadClip (``on_bad_clip``),
+    as ``data.load_clips`` does for modality stores.
+    """
     if label_set not in (3, 5):
         raise ValueError("label_set must be 3 or 5")
+    if on_bad_clip not in BAD_CLIP_POLICIES:
+        raise ValueError(f"on_bad_clip must be one of {BAD_CLIP_POLICIES}, not {on_bad_clip!r}")
     field = f"label{label_set}"
-    names, ids, subjects, datasets, clips = [], [], [], [], []
+    names, ids, subjects, datasets, clips, skipped = [], [], [], [], [], []
     for location in stores:
         store = open_store(location)
         if store.kind != "sequences":
             raise ValueError(f"{location} is a {store.kind} store; fdp and mol read a "
                              "sequences store")
         for clip_id in store.clip_ids:
-            attrs = store.clip_attrs(clip_id)
-            if not attrs.get(field):
+            try:
+                attrs = store.clip_attrs(clip_id)
+                if not attrs.get(field):
+                    continue
+                clip = store.sequence(clip_id)
+            except Exception as error:  # group missing, key mismatch, chunk unreadable
+                why = f"{location}: clip {clip_id}: unreadable, {type(error).__name__}: {error}"
+                if on_bad_clip == "stop":
+                    raise BadClip(f"{why} (train.on_bad_clip: stop)") from error
+                print(f"skipped {why}", file=sys.stderr)
+                skipped.append(why)
                 continue
-            clips.append(store.sequence(clip_id))
+            clips.append(clip)
             names.append(attrs[field])
             ids.append(clip_id)
             subjects.append(f"{attrs['dataset']}/{attrs['subject']}")
@@ -326,7 +345,7 @@ def load_sequences(stores: list[str], label_set: int) -> tuple[ClipTable, list[d
     classes = list(THREE_CLASSES) if label_set == 3 else sorted(set(names))
     table = ClipTable(images=None, labels=np.array([classes.index(n) for n in names]),
                       classes=classes, clip_ids=np.array(ids), subjects=np.array(subjects),
-                      datasets=np.array(datasets))
+                      datasets=np.array(datasets), skipped=skipped)
     return table, clips
 
 

@@ -171,7 +171,8 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         x = to_tensor(table.images, config.input_size)
     else:
         table, x = load_inputs(stores, config.model, config.labels, config=model_config,
-                               select=lambda loaded: select_clips(loaded, config, stores))
+                               select=lambda loaded: select_clips(loaded, config, stores),
+                               on_bad_clip=config.on_bad_clip)
     folds = _folds(table, config)
     y = torch.from_numpy(table.labels)
     out.mkdir(parents=True, exist_ok=True)
