@@ -43,7 +43,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
-from .reader import LAYOUT_VERSION, MANIFEST_FIELDS
+from .reader import LAYOUT_VERSION, MANIFEST_FIELDS, ReadLimits
 
 LOCK_FILE = ".mesti-writer.lock"  # in the store's root folder; zarr never reads it
 # A lock file still empty after this long was left by a run killed while creating it.
@@ -482,10 +482,12 @@ def consolidate(path: Path, clip_ids: list[str]) -> None:
     every array's metadata from one document: over a URL one request, not one per clip.
 
     Only the listed clips: an unlisted clip stays on disk but out of the copy, as it is out
-    of the index. The copy is written by zarr's own serialiser, ordered by path, so the same
-    store gives the same bytes; the rest of the store is untouched. A writer reopening the
-    store (``open_for_writing``) rewrites the root without it, so an unfinished store never
-    carries a stale copy; ``verify_store`` checks the copy against every node's own file.
+    of the index. A copy that would put the root over the readers' default metadata limit
+    (``ReadLimits.max_metadata_bytes``) is not written. The copy is written by zarr's own
+    serialiser, ordered by path, so the same store gives the same bytes; the rest of the
+    store is untouched. A writer reopening the store (``open_for_writing``) rewrites the root
+    without it, so an unfinished store never carries a stale copy; ``verify_store`` checks
+    the copy against every node's own file.
     """
     root = zarr.open_group(str(path), mode="r", use_consolidated=False)
     members = {"clips": root["clips"].metadata}
@@ -500,6 +502,10 @@ def consolidate(path: Path, clip_ids: list[str]) -> None:
     metadata = dataclasses.replace(root.metadata,
                                    consolidated_metadata=ConsolidatedMetadata(metadata=members))
     document = metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
+    if len(document) > ReadLimits.max_metadata_bytes:
+        # (some 6 KB a clip: past ~2,500 clips) a root this large is over the metadata
+        # limit readers apply by default; its clips stay readable one by one
+        return
     partial = Path(path) / "zarr.json.partial"
     partial.write_bytes(document)
     os.replace(partial, Path(path) / "zarr.json")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mesti.pipeline.reader import open_store
 from mesti.pipeline.run import ClusterOptions, StageOutputs, run_modalities
 from mesti.pipeline.stages import ModalitiesConfig
 from mesti.train.run import run_training
@@ -35,6 +36,8 @@ def test_a_forced_rerun_leaves_the_tracked_metrics_and_the_store_as_they_were(
     assert (again["clips_ok"], again["clips_reused"]) == (0, 4)  # the run's own counters...
     assert metrics.read_bytes() == tracked  # ...are not in what DVC locks
     assert tree(out) == store
+    # the stages' stores carry the consolidated metadata readers use
+    assert open_store(out).consolidated and open_store(small_stores / "faces.zarr").consolidated
     second_run = json.loads(metrics.with_suffix(".timing.json").read_text())
     assert (first_run["clips_ok"], second_run["clips_reused"]) == (4, 4)
     assert {"clips_ok", "clips_reused", "clips_pruned"}.isdisjoint(json.loads(tracked))

@@ -191,3 +191,14 @@ def test_zarr_global_state_is_untouched_by_importing_and_using_mesti(stores: Pat
     assert found["mesti_codec"] == ["BytesCodec", "BoundedZstdCodec", "Crc32cCodec"]
     assert found["plain_codec"] == ["BytesCodec", "ZstdCodec", "Crc32cCodec"]
     assert found["images"] == [3, SIDE, SIDE, 3] and found["problems"] == 0
+
+
+def test_a_copy_over_the_readers_metadata_limit_is_not_written(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    from mesti.pipeline.reader import ReadLimits
+
+    monkeypatch.setattr(ReadLimits, "max_metadata_bytes", 4000)  # about two clips' worth
+    small, large = build(tmp_path / "small.zarr", 1), build(tmp_path / "large.zarr", 6)
+    assert open_store(small).consolidated and not open_store(large).consolidated
+    assert (large / "zarr.json").stat().st_size < 4000
+    assert len(open_store(large).index) == 6 and codes(large) == set()
