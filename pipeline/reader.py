@@ -10,14 +10,18 @@
 A store is opened from a directory, a zip file (``mesti cache export``) or a URL read through
 fsspec: ``https://host/sample.zarr``, ``https://host/sample.zip`` (read inside the zip over
 HTTP range requests), ``s3://`` or ``gs://`` with the ``cloud`` extra installed. Everything
-is read-only.
+is read-only. A store finalised by this project carries its listed clips' group and array
+metadata in the root zarr.json (zarr v3 consolidated metadata), so the index and every array
+handle come from that one document; an older store is read node by node, with several
+requests in flight at once. Array handles are checked once and kept.
 
 A store is untrusted input: clip ids from its attributes become paths, so each must be one
 safe path component; the layout version must be the one this reader knows; arrays must be
 numeric and use only the codecs the layout specifies, so nothing is ever unpickled or handed
 to a decoder the format does not name. Time and memory are bounded (``ReadLimits``): declared
 shapes, chunk counts and zip member sizes are checked before anything is allocated, a zstd
-chunk must declare a decompressed size no larger than its chunk, and every URL read has
+chunk must declare a decompressed size no larger than its chunk (in this reader's own array
+handles: zarr's codec registry and configuration are left alone), and every URL read has
 connect and read timeouts and retries transient errors with back-off. The layout is
 documented in cache/README.md for readers without this code.
 """
