@@ -436,8 +436,9 @@ class Store:
         missing = set(SEQUENCE_ARRAYS[:-1]) - present
         if missing:
             raise StoreError(f"{self.location}: clip {clip_id} lacks {sorted(missing)}")
-        return {name: self.array(clip_id, name)[...] for name in SEQUENCE_ARRAYS
-                if name in present}
+        names = [name for name in SEQUENCE_ARRAYS if name in present]
+        arrays = [self.array(clip_id, name) for name in names]
+        return dict(zip(names, self._read(arrays, ...), strict=True))
 
     @property
     def names(self) -> list[str]:
@@ -453,12 +454,7 @@ class Store:
         position = self._position(name)
         ids = self.clip_ids if clip_ids is None else clip_ids
         self._load_arrays(ids, "images")
-        arrays = [self.array(c, "images") for c in ids]
-        parts = self._gather([a.async_array.getitem(position) for a in arrays])
-        for part in parts:
-            if isinstance(part, BaseException):
-                raise part
-        return np.stack(parts)
+        return np.stack(self._read([self.array(c, "images") for c in ids], position))
 
     def float_image(self, clip_id: str, name: str) -> np.ndarray:
         """The float32 image before its uint8 view (up to 8-bit quantisation); ``lo``/``hi``
@@ -513,6 +509,14 @@ class Store:
             return await asyncio.gather(*map(one, coroutines), return_exceptions=True)
 
         return sync(run())
+
+    def _read(self, arrays: list[zarr.Array], selection: object) -> list[np.ndarray]:
+        """``array[selection]`` of each array, read together; the first error in order."""
+        parts = self._gather([a.async_array.getitem(selection) for a in arrays])
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
+        return parts
 
     def _load_clip_attrs(self, clip_ids: list[str]) -> None:
         """Read the attributes of many clips at once where each costs a request (no
