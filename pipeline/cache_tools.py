@@ -72,14 +72,18 @@ def verify_store(location: str | Path) -> list[Problem]:
 
     Raises StoreError only where the location is not a mesti store at all (or one this
     reader refuses: another layout version, an unsafe clip id).
+
+    Every node is checked in its own zarr.json, and the root's consolidated copy of them
+    (what readers use) against those files.
     """
-    with _open(location, require_complete=False) as store:
+    with _open(location, require_complete=False, consolidated=False) as store:
         problems = _root_problems(store)
         sizes: dict[str, int] = {}
         for clip_id in store.clip_ids:
             problems += _clip_problems(store, clip_id, sizes)
         problems += _size_problems(sizes)
         problems += _checksum_problems(store)
+        problems += _consolidated_problems(store)
     return problems + _archive_problems(location)
 
 
@@ -119,11 +123,13 @@ def repair_store(location: str | Path) -> tuple[list[Problem], list[str]]:
     return problems, bad
 
 
-def _open(location: str | Path, *, require_complete: bool = True) -> Store:
+def _open(location: str | Path, *, require_complete: bool = True,
+          consolidated: bool = True) -> Store:
     """``open_store``, where a damaged archive (a zip whose directory, headers or root
     metadata a flipped byte broke) is a StoreError naming it, not a traceback."""
     try:
-        return open_store(location, require_complete=require_complete)
+        return open_store(location, require_complete=require_complete,
+                          consolidated=consolidated)
     except StoreError:
         raise
     except READ_ERRORS as error:
@@ -386,6 +392,58 @@ def _first_difference(one, two, block: int = 1 << 20) -> int | None:
         if not a:
             return None
         offset += len(a)
+
+
+def _consolidated_problems(store: Store) -> list[Problem]:
+    """The root's consolidated metadata (written by ``finalise``) against each node's own
+    zarr.json: readers take clip attributes and array metadata from the copy, so a copy that
+    lacks a listed clip or array, or differs from a file, is reported. A store without a copy
+    (written before it existed) has nothing to check."""
+    try:
+        copy = json.loads(store.raw("zarr.json") or b"{}").get("consolidated_metadata")
+    except ValueError as error:
+        return [Problem(None, None, "consolidated", f"root zarr.json unreadable: {error}")]
+    if copy is None:
+        return []
+    entries = copy.get("metadata") if isinstance(copy, dict) else None
+    if not isinstance(entries, dict):
+        return [Problem(None, None, "consolidated", "the root's consolidated_metadata is "
+                                                    "not a mapping of node metadata")]
+    problems = []
+    expected = ["clips", *(f"clips/{c}" for c in store.clip_ids),
+                *(f"clips/{c}/{a}" for c in store.clip_ids for a in clip_arrays(store, c))]
+    for key in expected:
+        if key not in entries:
+            clip, array = _owner(f"{key}/zarr.json", store.clip_ids)
+            problems.append(Problem(clip, array, "consolidated", f"{key} is absent from the "
+                                    "root's consolidated metadata"))
+    for key, entry in entries.items():
+        clip, array = _owner(f"{key}/zarr.json", store.clip_ids)
+        if not _safe_key(key):
+            problems.append(Problem(None, None, "consolidated", f"consolidated metadata "
+                                    f"names {key[:120]!r}, not a key of the store"))
+            continue
+        data = store.raw(f"{key}/zarr.json")
+        try:
+            own = None if data is None else json.loads(data)
+        except ValueError:
+            own = None
+        if not isinstance(own, dict):
+            problems.append(Problem(clip, array, "consolidated", f"{key}/zarr.json is absent "
+                                    "or unreadable, yet the root's consolidated metadata "
+                                    "describes it"))
+        elif _node(own) != _node(entry):
+            problems.append(Problem(clip, array, "consolidated", f"{key}/zarr.json differs "
+                                    "from its copy in the root's consolidated metadata, "
+                                    "which readers use"))
+    return problems
+
+
+def _node(document: object) -> object:
+    """A node's metadata as compared: a group's own consolidated marker left out."""
+    if not isinstance(document, dict):
+        return document
+    return {k: v for k, v in document.items() if k != "consolidated_metadata"}
 
 
 def _safe_key(key: str) -> bool:

@@ -10,14 +10,18 @@
 A store is opened from a directory, a zip file (``mesti cache export``) or a URL read through
 fsspec: ``https://host/sample.zarr``, ``https://host/sample.zip`` (read inside the zip over
 HTTP range requests), ``s3://`` or ``gs://`` with the ``cloud`` extra installed. Everything
-is read-only.
+is read-only. A store finalised by this project carries its listed clips' group and array
+metadata in the root zarr.json (zarr v3 consolidated metadata), so the index and every array
+handle come from that one document; an older store is read node by node, with several
+requests in flight at once. Array handles are checked once and kept.
 
 A store is untrusted input: clip ids from its attributes become paths, so each must be one
 safe path component; the layout version must be the one this reader knows; arrays must be
 numeric and use only the codecs the layout specifies, so nothing is ever unpickled or handed
 to a decoder the format does not name. Time and memory are bounded (``ReadLimits``): declared
 shapes, chunk counts and zip member sizes are checked before anything is allocated, a zstd
-chunk must declare a decompressed size no larger than its chunk, and every URL read has
+chunk must declare a decompressed size no larger than its chunk (in this reader's own array
+handles: zarr's codec registry and configuration are left alone), and every URL read has
 connect and read timeouts and retries transient errors with back-off. The layout is
 documented in cache/README.md for readers without this code.
 """
@@ -25,6 +29,7 @@ documented in cache/README.md for readers without this code.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import re
@@ -35,8 +40,10 @@ from pathlib import Path
 import numpy as np
 import zarr
 from zarr.abc.store import RangeByteRequest
-from zarr.codecs import ZstdCodec
+from zarr.codecs import ShardingCodec, ZstdCodec
+from zarr.core.array import AsyncArray
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.group import AsyncGroup
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore, ZipStore
 
@@ -51,6 +58,10 @@ MANIFEST_FIELDS = ("dataset", "subject", "clip_id", "source", "kind", "frames", 
 INDEX_FIELDS = (*MANIFEST_FIELDS, "n_frames")
 SAFE_CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CODECS = frozenset({"bytes", "zstd", "crc32c", "sharding_indexed"})  # the layout's codecs
+# Reads in flight at once where several are needed (an index or one image of many clips
+# over a URL without consolidated metadata): enough to hide a slow link's latency, few
+# enough not to look like a flood to a server.
+CONCURRENT_READS = 16
 
 
 class StoreError(ValueError):
@@ -167,8 +178,34 @@ class BoundedZstdCodec(ZstdCodec):
         return await super()._decode_single(chunk_bytes, chunk_spec)
 
 
-zarr.registry.register_codec("zstd", BoundedZstdCodec)
-zarr.config.set({"codecs.zstd": f"{__name__}.BoundedZstdCodec"})
+def _bounded_codecs(codecs: tuple) -> tuple:
+    """``codecs`` with every zstd codec, nested ones in a shard included, made bounded."""
+    bounded = []
+    for codec in codecs:
+        if isinstance(codec, ShardingCodec):
+            codec = ShardingCodec(chunk_shape=codec.chunk_shape,
+                                  codecs=_bounded_codecs(codec.codecs),
+                                  index_codecs=_bounded_codecs(codec.index_codecs),
+                                  index_location=codec.index_location)
+        elif type(codec) is ZstdCodec:
+            codec = BoundedZstdCodec(level=codec.level, checksum=codec.checksum)
+        bounded.append(codec)
+    return tuple(bounded)
+
+
+def bounded(array: zarr.Array) -> zarr.Array:
+    """The same array read with ``BoundedZstdCodec`` in place of zarr's zstd.
+
+    The bound lives in this handle alone: zarr's codec registry and configuration are left
+    as they are, so other zarr users in the process decode as they always do.
+    """
+    metadata = array.metadata
+    if not isinstance(metadata.codecs, tuple) or not hasattr(metadata, "dimension_names"):
+        return array  # not zarr v3 metadata: the layout check refuses it
+    codecs = _bounded_codecs(metadata.codecs)
+    inner = array.async_array
+    return zarr.Array(type(inner)(metadata=dataclasses.replace(metadata, codecs=codecs),
+                                  store_path=inner.store_path, config=inner._config))
 
 
 def is_url(location: str) -> bool:
@@ -358,13 +395,16 @@ class Store:
     """A faces, modality or sequences store opened read-only."""
 
     def __init__(self, location: str | Path, *, require_complete: bool = True,
-                 limits: ReadLimits | None = None):
+                 limits: ReadLimits | None = None, consolidated: bool = True):
         self.location = str(location)
         self.limits = ReadLimits.from_env() if limits is None else limits
         self._store = _zarr_store(self.location, self.limits)
         try:
+            # a store finalised by this project carries every listed clip's metadata in its
+            # root zarr.json (zarr's consolidated metadata): the index and every array
+            # handle then cost no request; an older store is read node by node
             self.root = zarr.open_group(self._store, mode="r", zarr_format=3,
-                                        use_consolidated=False)
+                                        use_consolidated=None if consolidated else False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as error:
             raise StoreError(f"{location}: no zarr store here (no zarr v3 group)") from error
         except (OSError, ValueError) as error:  # unreadable or malformed root metadata
@@ -378,7 +418,10 @@ class Store:
         self.attrs = attrs
         self.kind: str = attrs["kind"]
         self.clip_ids: list[str] = list(attrs.get("clips", []))
+        # whether clip and array metadata come from the root's consolidated metadata
+        self.consolidated: bool = self.root.metadata.consolidated_metadata is not None
         self._clip_attrs: dict[str, dict] = {}
+        self._arrays: dict[tuple[str, str], zarr.Array] = {}  # checked, bounded handles
 
     def __enter__(self) -> Store:
         return self
@@ -404,6 +447,7 @@ class Store:
         """
         import pandas as pd
 
+        self._load_clip_attrs(self.clip_ids)
         rows = [self.clip_attrs(c) for c in self.clip_ids]
         return pd.DataFrame({f: pd.Series([r.get(f) for r in rows], dtype=object)
                              for f in INDEX_FIELDS})
@@ -441,8 +485,9 @@ class Store:
         missing = set(SEQUENCE_ARRAYS[:-1]) - present
         if missing:
             raise StoreError(f"{self.location}: clip {clip_id} lacks {sorted(missing)}")
-        return {name: self.array(clip_id, name)[...] for name in SEQUENCE_ARRAYS
-                if name in present}
+        names = [name for name in SEQUENCE_ARRAYS if name in present]
+        arrays = [self.array(clip_id, name) for name in names]
+        return dict(zip(names, self._read(arrays, ...), strict=True))
 
     @property
     def names(self) -> list[str]:
@@ -457,7 +502,8 @@ class Store:
         """One modality for many clips (N, S, S, 3) uint8, in ``clip_ids`` (index) order."""
         position = self._position(name)
         ids = self.clip_ids if clip_ids is None else clip_ids
-        return np.stack([self.array(c, "images")[position] for c in ids])
+        self._load_arrays(ids, "images")
+        return np.stack(self._read([self.array(c, "images") for c in ids], position))
 
     def float_image(self, clip_id: str, name: str) -> np.ndarray:
         """The float32 image before its uint8 view (up to 8-bit quantisation); ``lo``/``hi``
@@ -472,10 +518,19 @@ class Store:
         return lo + (hi - lo) * image / np.float32(255)
 
     def array(self, clip_id: str, name: str) -> zarr.Array:
-        """One array of a clip, after checking it is numeric and uses the layout's codecs."""
-        if clip_id not in self.clip_ids:
-            raise KeyError(f"{self.location}: no clip {clip_id!r}")
-        array = self.root[f"clips/{clip_id}/{name}"]
+        """One array of a clip, after checking it is numeric and uses the layout's codecs
+        (checked once: the handle is kept, so later reads cost no metadata request).
+
+        Its zstd chunks are decoded by ``BoundedZstdCodec``.
+        """
+        if (clip_id, name) not in self._arrays:
+            if clip_id not in self.clip_ids:
+                raise KeyError(f"{self.location}: no clip {clip_id!r}")
+            self._arrays[clip_id, name] = self._checked(
+                clip_id, name, self.root[f"clips/{clip_id}/{name}"])
+        return self._arrays[clip_id, name]
+
+    def _checked(self, clip_id: str, name: str, array: object) -> zarr.Array:
         if not isinstance(array, zarr.Array):
             raise StoreError(f"{self.location}: clips/{clip_id}/{name} is not an array")
         if np.dtype(array.dtype).kind not in "biuf":
@@ -488,7 +543,57 @@ class Store:
         problem = declared_problem(array, self.limits)
         if problem:
             raise StoreError(f"{self.location}: clips/{clip_id}/{name}: {problem}")
-        return array
+        return bounded(array)
+
+    def _gather(self, coroutines: list) -> list:
+        """The coroutines' results in order (an exception where one raised), at most
+        CONCURRENT_READS in flight."""
+        async def run() -> list:
+            limit = asyncio.Semaphore(CONCURRENT_READS)
+
+            async def one(coroutine):
+                async with limit:
+                    return await coroutine
+
+            return await asyncio.gather(*map(one, coroutines), return_exceptions=True)
+
+        return sync(run())
+
+    def _read(self, arrays: list[zarr.Array], selection: object) -> list[np.ndarray]:
+        """``array[selection]`` of each array, read together; the first error in order."""
+        parts = self._gather([a.async_array.getitem(selection) for a in arrays])
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
+        return parts
+
+    def _load_clip_attrs(self, clip_ids: list[str]) -> None:
+        """Read the attributes of many clips at once where each costs a request (no
+        consolidated metadata); a clip that fails is left to ``clip_attrs`` to report."""
+        wanted = [c for c in dict.fromkeys(clip_ids)
+                  if c not in self._clip_attrs and c in self.clip_ids]
+        if self.consolidated or len(wanted) < 2:
+            return
+        found = self._gather([self.root._async_group.getitem(f"clips/{c}") for c in wanted])
+        for clip_id, node in zip(wanted, found, strict=True):
+            if isinstance(node, AsyncGroup):
+                self._clip_attrs[clip_id] = dict(node.metadata.attributes)
+
+    def _load_arrays(self, clip_ids: list[str], name: str) -> None:
+        """Open one array of many clips at once where each costs a request; an array that
+        fails is left to ``array`` to report."""
+        wanted = [c for c in dict.fromkeys(clip_ids)
+                  if (c, name) not in self._arrays and c in self.clip_ids]
+        if self.consolidated or len(wanted) < 2:
+            return
+        found = self._gather([self.root._async_group.getitem(f"clips/{c}/{name}")
+                              for c in wanted])
+        for clip_id, node in zip(wanted, found, strict=True):
+            if isinstance(node, AsyncArray):
+                try:
+                    self._arrays[clip_id, name] = self._checked(clip_id, name, zarr.Array(node))
+                except StoreError:
+                    pass
 
     def exists(self, key: str) -> bool:
         """Whether the store holds ``key`` (a missing data file reads as fill values)."""
@@ -547,9 +652,12 @@ def declared_problem(array: zarr.Array, limits: ReadLimits) -> str | None:
 
 
 def open_store(location: str | Path, *, require_complete: bool = True,
-               limits: ReadLimits | None = None) -> Store:
+               limits: ReadLimits | None = None, consolidated: bool = True) -> Store:
     """Open a store read-only from a directory, a zip file or a URL (anything fsspec reads).
 
     ``limits`` bound what reading it may cost; default ``ReadLimits.from_env()``.
+    ``consolidated=False`` ignores the root's consolidated metadata and reads each clip's
+    own metadata (as for a store written before it existed; ``bench.remote`` compares both).
     """
-    return Store(location, require_complete=require_complete, limits=limits)
+    return Store(location, require_complete=require_complete, limits=limits,
+                 consolidated=consolidated)

@@ -315,14 +315,19 @@ def run_sequences(faces: Path, out: Path, config: SequencesConfig,
 
 
 FAILURE_COLUMNS = ("clip_id", "stage", "code", "message", "attempts")
+# What one run did, not what its store holds: written to the untracked *.timing.json.
+RUN_COUNTERS = ("clips_ok", "clips_reused", "clips_pruned")
 
 
 def _report(stage: str, metrics: dict, statuses: list[dict], outputs: StageOutputs) -> dict:
     """Write the metrics and the failures table, then enforce the failure bound."""
     if outputs.metrics:
         outputs.metrics.parent.mkdir(parents=True, exist_ok=True)
-        # timings differ run to run: beside the metrics, not in them (DVC locks the metrics)
-        timing = {k: v for k, v in metrics.items() if "seconds" in k or "_ms_" in k}
+        # timings, and counters of what this run did rather than what the store holds,
+        # differ run to run (a forced re-run recomputes clips another reused): beside the
+        # metrics, not in them, since DVC locks the metrics
+        timing = {k: v for k, v in metrics.items()
+                  if "seconds" in k or "_ms_" in k or k in RUN_COUNTERS}
         tracked = {k: v for k, v in metrics.items() if k not in timing}
         outputs.metrics.write_text(json.dumps(tracked, indent=2) + "\n")
         outputs.metrics.with_suffix(".timing.json").write_text(json.dumps(timing) + "\n")

@@ -21,6 +21,7 @@ unlisted, until ``finalise(..., prune=True)``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -40,8 +41,10 @@ import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
-from .reader import LAYOUT_VERSION, MANIFEST_FIELDS, SAFE_CLIP_ID
+from .reader import LAYOUT_VERSION, MANIFEST_FIELDS, SAFE_CLIP_ID, ReadLimits
 
 LOCK_FILE = ".mesti-writer.lock"  # in the store's root folder; zarr never reads it
 # A lock file still empty after this long was left by a run killed while creating it.
@@ -551,5 +554,41 @@ def finalise(path: Path, keep: list[str], attrs: dict, *, in_manifest: list[str]
                            f"({error.strerror or error}); kept, listed as unlisted")
     good = [c for c in keep if finished(path, c, kind, root.attrs.get("params"))]
     root.update_attributes({**attrs, "clips": good, "unlisted": unlisted, "complete": True})
+    consolidate(path, good)
     return {"broken": sorted(set(keep) - set(good)), "pruned": pruned, "unlisted": unlisted,
             "foreign": foreign}
+
+
+def consolidate(path: Path, clip_ids: list[str]) -> None:
+    """Copy the metadata of ``clips`` and of each listed clip's group and arrays into the
+    root zarr.json (zarr v3 consolidated metadata), so a reader gets the whole index and
+    every array's metadata from one document: over a URL one request, not one per clip.
+
+    Only the listed clips: an unlisted clip stays on disk but out of the copy, as it is out
+    of the index. A copy that would put the root over the readers' default metadata limit
+    (``ReadLimits.max_metadata_bytes``) is not written. The copy is written by zarr's own
+    serialiser, ordered by path, so the same store gives the same bytes; the rest of the
+    store is untouched. A writer reopening the store (``open_for_writing``) rewrites the root
+    without it, so an unfinished store never carries a stale copy; ``verify_store`` checks
+    the copy against every node's own file.
+    """
+    root = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    members = {"clips": root["clips"].metadata}
+    for clip_id in clip_ids:
+        group = root[f"clips/{clip_id}"]
+        members[f"clips/{clip_id}"] = group.metadata
+        for name, array in sorted(group.arrays()):
+            members[f"clips/{clip_id}/{name}"] = array.metadata
+    empty = ConsolidatedMetadata(metadata={})  # zarr marks a child group's children so
+    members = {key: dataclasses.replace(node, consolidated_metadata=empty)
+               if isinstance(node, GroupMetadata) else node for key, node in members.items()}
+    metadata = dataclasses.replace(root.metadata,
+                                   consolidated_metadata=ConsolidatedMetadata(metadata=members))
+    document = metadata.to_buffer_dict(default_buffer_prototype())["zarr.json"].to_bytes()
+    if len(document) > ReadLimits.max_metadata_bytes:
+        # (some 6 KB a clip: past ~2,500 clips) a root this large is over the metadata
+        # limit readers apply by default; its clips stay readable one by one
+        return
+    partial = Path(path) / "zarr.json.partial"
+    partial.write_bytes(document)
+    os.replace(partial, Path(path) / "zarr.json")

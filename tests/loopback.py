@@ -5,6 +5,7 @@ import http.server
 import io
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,9 +36,15 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         return io.BytesIO(body)
 
 
+class Server(http.server.ThreadingHTTPServer):
+    """A threading server with a listen backlog like a real server's (the standard library's
+    5 drops concurrent connections, which then wait a second to be retried)."""
+
+    request_queue_size = 128
+
+
 def serve(directory: Path, handler: type):
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
+    server = Server(("127.0.0.1", 0), functools.partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
@@ -53,3 +60,34 @@ def serving(directory: Path, handler: type = RangeHandler) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class CountingHandler(RangeHandler):
+    """A range-serving handler that counts the requests it answers and waits ``latency_s``
+    before each answer, as a distant server would (set both on a subclass; see ``counting``).
+    """
+
+    latency_s: float = 0.0
+    requests: list[str]
+    lock: threading.Lock
+    in_flight: list[int]  # [now, most at once]
+
+    def send_head(self):
+        with self.lock:
+            self.requests.append(self.path)
+            self.in_flight[0] += 1
+            self.in_flight[1] = max(self.in_flight)
+        try:
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            return super().send_head()
+        finally:
+            with self.lock:
+                self.in_flight[0] -= 1
+
+
+def counting(latency_s: float = 0.0) -> type[CountingHandler]:
+    """A fresh CountingHandler class with its own request log."""
+    return type("Counting", (CountingHandler,), {"latency_s": latency_s, "requests": [],
+                                                 "lock": threading.Lock(),
+                                                 "in_flight": [0, 0]})

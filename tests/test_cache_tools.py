@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
+from consolidated import mirror
 from loopback import RangeHandler, serve
 from mesti.pipeline.cache_tools import CHECKSUMS, MANIFEST, export_store, store_info, verify_store
 from mesti.pipeline.faces import FacesConfig
@@ -62,6 +63,7 @@ def edit_attrs(path: Path, **changes) -> None:
     document = json.loads(path.read_text())
     document["attributes"].update(changes)
     path.write_text(json.dumps(document))
+    mirror(path)
 
 
 def codes(problems) -> set[tuple]:
@@ -219,7 +221,8 @@ def test_a_zip_reads_as_the_directory_did(built: Path) -> None:
 
 
 def test_a_changed_member_of_an_export_fails_its_checksum(built: Path, tmp_path: Path) -> None:
-    """A label edited inside an export fails both the archive's sums and the clip's key."""
+    """A label edited inside an export fails the archive's sums, the clip's key and the
+    root's consolidated copy of the clip's metadata."""
     source = built / "export" / "modalities.zip"
     clip = open_store(source).clip_ids[0]
     key = f"clips/{clip}/zarr.json"
@@ -232,7 +235,8 @@ def test_a_changed_member_of_an_export_fails_its_checksum(built: Path, tmp_path:
                 document["attributes"]["label3"] = "tampered"
                 data = json.dumps(document).encode()
             new.writestr(member, data)
-    assert codes(verify_store(changed)) == {(clip, None, "checksum"), (clip, None, "content_key")}
+    assert codes(verify_store(changed)) == {(clip, None, "checksum"), (clip, None, "content_key"),
+                                            (clip, None, "consolidated")}
 
 
 def test_export_refuses_a_corrupt_store(built: Path, tmp_path: Path) -> None:
@@ -340,10 +344,12 @@ def test_non_numeric_or_foreign_codec_arrays_are_refused(built: Path, tmp_path: 
     one, two = open_store(path).clip_ids[:2]
     shutil.rmtree(path / "clips" / one / "landmarks")
     zarr.create_array(str(path), name=f"clips/{one}/landmarks", shape=(2,), dtype=str)
+    mirror(path / "clips" / one / "landmarks" / "zarr.json")
     metadata = path / "clips" / two / "landmarks" / "zarr.json"
     document = json.loads(metadata.read_text())
     document["codecs"].insert(1, {"name": "gzip", "configuration": {"level": 1}})
     metadata.write_text(json.dumps(document))
+    mirror(metadata)
     with pytest.raises(StoreError, match="numeric arrays only"):
         open_store(path).landmarks(one)
     with pytest.raises(StoreError, match="codecs"):

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from consolidated import mirror
 from mesti.pipeline.cache_tools import export_store
 from mesti.pipeline.reader import open_store
 from mesti.pipeline.show import FLOW_SCALE, clip_figure, find_faces, save_figure, show_clip
@@ -91,6 +92,7 @@ def test_received_zip_draws_pooled_images_alone_or_with_faces(
     meta = json.loads((other / "clips" / clip / "zarr.json").read_text())
     meta["attributes"]["content_key"] = "0" * 64
     (other / "clips" / clip / "zarr.json").write_text(json.dumps(meta))
+    mirror(other / "clips" / clip / "zarr.json")
     found, note = find_faces(open_store(received), None, clip)
     assert note is None and found.location == str(received.parent / "sample.zarr")
     result = CliRunner().invoke(main, ["show", str(received), clip, str(tmp_path / "d.png"),

@@ -7,7 +7,12 @@ validation UF1, stepped by epoch) and ``metrics.json`` (the pooled scores), the 
 ``run.timing.json`` instead, which neither DVC nor git tracks: a rerun that takes a
 different time is not a different result.
 
-The bar counts folds x epochs and shows the time left, as preprocessing's bars do.
+The bar counts folds x epochs and shows the time left, as preprocessing's bars do. Without
+it (``--no-progress``, as DVC stages run) one line per finished fold says how far the run
+is, so a long stage is not silent.
+
+DVCLive's run is ended by its own ``Live.end()`` (in ``finish``, or on leaving a ``with``
+block early), and each fold's series has its own step counter, 1 to its number of epochs.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ def metric_name(fold: str, key: str) -> str:
 
 
 class RunLog:
-    """DVCLive and a progress bar for one run; ``epoch`` per epoch, ``finish`` once."""
+    """DVCLive and a progress bar for one run; ``epoch`` per epoch, ``fold`` per finished
+    fold, ``finish`` once. Usable as a context manager, which ends DVCLive's run however the
+    block is left."""
 
     def __init__(self, out: Path, config, folds: int, progress: bool = True):
         from dvclive import Live
@@ -45,21 +52,48 @@ class RunLog:
         self.live.log_params(asdict(config))
         self.bar = tqdm(total=folds * config.epochs, desc="train", unit="epoch",
                         disable=not progress)
+        self.progress = progress
+        self.folds, self.folds_done = folds, 0
+        self.steps: dict[str, int] = {}  # each fold's own step counter
+        self.ended = False
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end()
+
+    def end(self) -> None:
+        """End DVCLive's run (it writes the summary) and close the bar; once."""
+        if not self.ended:
+            self.ended = True
+            self.bar.close()
+            self.live.end()
 
     def epoch(self, fold: str, row: dict) -> None:
-        """One epoch of one fold: ``row`` holds ``epoch`` and the values to log."""
-        self.live.step = int(row["epoch"])
+        """One epoch of one fold: ``row`` holds ``epoch`` and the values to log, logged at
+        the fold's next step."""
+        self.steps[fold] = self.steps.get(fold, 0) + 1
+        self.live.step = self.steps[fold]
         for key, value in row.items():
             if key != "epoch":
                 self.live.log_metric(metric_name(fold, key), float(value))
         self.bar.set_postfix_str(f"fold {fold} loss {row['loss']:.3f}", refresh=False)
         self.bar.update()
 
+    def fold(self, fold: str, scores: dict, clips: int) -> None:
+        """One finished fold; without the bar, one line saying so (DVC stages print it)."""
+        self.folds_done += 1
+        if not self.progress:
+            elapsed = time.perf_counter() - self.started
+            print(f"train: fold {self.folds_done}/{self.folds} ({fold}) done: "
+                  f"UF1 {scores['UF1']:.3f}, UAR {scores['UAR']:.3f} on {clips} clip(s); "
+                  f"{elapsed:.0f} s so far", flush=True)
+
     def finish(self, metrics: dict) -> float:
         """Write the pooled scores and the run's wall-clock seconds; return the seconds."""
-        self.bar.close()
         self.live.summary = {k: metrics[k] for k in SCORES if k in metrics}
-        self.live.make_summary()
+        self.end()
         seconds = round(time.perf_counter() - self.started, 1)
         (self.out / TIMING).write_text(json.dumps({"seconds": seconds}) + "\n")
         return seconds
