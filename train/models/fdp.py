@@ -77,6 +77,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mesti.pipeline.weights import dynamic_tvm
@@ -90,17 +91,18 @@ def dynamic_image_target(frames: torch.Tensor) -> torch.Tensor:
 
     Bilen's approximate rank pooling over the running means psi_t = mean(x_1..x_t) of the T
     frames (B, T, S, S), expanded onto the frames (``dynamic_tvm`` weights), min-max scaled
-    per clip to 0..255, truncated to integers (the published uint8 image) and divided by 255
-    (as the published loss does). A still clip maps to 0, as OpenCV's min-max normalisation
-    maps a flat image to its lower bound. Min-max scaling makes the target independent of the
-    frames' own affine scale (uint8 or 0..1)."""
+    per clip to 0..255 in OpenCV's arithmetic (x * scale + shift, scale = 255 / span),
+    truncated to integers (the published uint8 image) and divided by 255 (as the published
+    loss does). A still clip maps to 0, as OpenCV maps a flat image to the lower bound.
+    Min-max scaling makes the target independent of the frames' own affine scale (uint8 or
+    0..1)."""
     weights = torch.from_numpy(dynamic_tvm(frames.shape[1])).to(frames.device)
     image = torch.einsum("t,bthw->bhw", weights, frames.to(torch.float64))
     lo = image.amin(dim=(1, 2), keepdim=True)
     span = image.amax(dim=(1, 2), keepdim=True) - lo
-    scaled = torch.where(span > 0, (image - lo) / span.clamp_min(1e-300),
-                         torch.zeros_like(image))
-    return (torch.floor(scaled * 255) / 255).to(torch.float32)[:, None]
+    scale = torch.where(span > np.finfo(np.float64).eps, 255 / span, torch.zeros_like(span))
+    scaled = (image * scale - lo * scale).clamp(0, 255)
+    return (torch.floor(scaled) / 255).to(torch.float32)[:, None]
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -218,6 +220,9 @@ class GlobalBlock(nn.Module):
                  drop_path: float = 0.0, mix: float = 0.75):
         super().__init__()
         attended = _divisible(int(c_out * mix))
+        if attended >= c_out:
+            raise ValueError(f"a global block of width {c_out} leaves no channels beside its "
+                             f"{attended} attended ones; use a wider block")
         self.projection = Projection(c_in, attended)
         self.norm1 = nn.BatchNorm2d(attended)
         self.attention = EfficientAttention(attended, head_dim, reduction)
@@ -252,7 +257,7 @@ class FrameEncoder(nn.Module):
         s0, s1, s2 = stem
         self.stem = nn.Sequential(conv_bn_relu(1, s0, 2), conv_bn_relu(s0, s1),
                                   conv_bn_relu(s1, s2), conv_bn_relu(s2, s2, 2))
-        rates = torch.linspace(0, drop_path, sum(depths)).tolist()
+        rates = np.linspace(0, drop_path, sum(depths)).tolist()  # stochastic depth per block
         stages, c_in, index = [], s2, 0
         for stage, (depth, width) in enumerate(zip(depths, widths, strict=True)):
             blocks = []
@@ -407,7 +412,7 @@ PRESETS: dict[str, dict] = {
                               (512, 512, 512))},
     # the same structure with fewer and narrower blocks: the sample, `make repro` and CI
     "small": {"stem": (16, 8, 16), "depths": (1, 1, 1, 1), "widths": (16, 24, 32, 48),
-              "global_widths": (32, 32, 64, 64), "rank_channels": 4, "hidden": 32,
+              "global_widths": (128, 128, 128, 128), "rank_channels": 4, "hidden": 32,
               "decoder": ((8,), (16,), (16,))},
 }
 
