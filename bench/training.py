@@ -1,18 +1,18 @@
 """Training throughput of the three models at the sample's settings.
 
     python -m bench.training [--params params.yaml] [--steps 5] [--repeats 3]
-                             [--published-steps 1]
+                             [--published-steps 0]
 
 Prints training images (MEGANet) or clips (FDP, MOL) per second on the CPU, and on CUDA
 when a device is present: one warm-up step, then ``--repeats`` runs of ``--steps`` steps of
 each model's real training step (forward, its full loss, backward, Adam) on random inputs of
 the shapes the sample's params give (sections ``train``, ``sequences``, ``fdp``, ``mol``);
 the median run. A last row is FDP's ``published`` preset at the published settings (8 x 64 x
-64 clips, batch 36): one warm-up step and ``--published-steps`` timed steps (0 skips the
-timing; about two minutes a step on two busy CPU cores). Each row also gives the floating-
-point operations of one training step per sample (forward and backward, counted by
-PyTorch's FlopCounterMode on the meta device, so nothing runs). The benchmark's MEGANet
-rows (``bench.run``, item 7) use the same function.
+64 clips, batch 36): its FLOPs, and with ``--published-steps N`` one warm-up step and N timed
+steps (off by default: a step takes about 110 s on two busy CPU cores). Each row also gives
+the floating-point operations of one training step per sample (forward and backward,
+counted by PyTorch's FlopCounterMode on the meta device, so nothing runs). The benchmark's
+MEGANet rows (``bench.run``, item 7) use the same function.
 """
 
 from __future__ import annotations
@@ -173,8 +173,8 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--published-steps", type=int, default=1,
-                        help="timed steps of the published FDP row (0: FLOPs only)")
+    parser.add_argument("--published-steps", type=int, default=0,
+                        help="timed steps of the published FDP row (default 0: FLOPs only)")
     args = parser.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"training throughput at {args.params}'s settings: median of {args.repeats} runs of "
@@ -198,7 +198,7 @@ def main() -> None:
     rates = [training_throughput(**published, steps=steps, model="fdp", device=d)
              for d in devices] if steps else []
     row("fdp", published, [f"{r:.2f} ({steps} timed steps after a warm-up)" for r in rates]
-        or ["not timed (--published-steps 0)"] * len(devices))
+        or ["not timed (--published-steps N)"] * len(devices))
     if "cuda" not in devices:
         print("no CUDA device here: CPU only. For reference, on one H200 the published FDP "
               "trains at about 188 clips/s with batch 36 (issue 20).")
