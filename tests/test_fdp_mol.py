@@ -26,7 +26,7 @@ from mesti.train.models.meganet import build as build_meganet
 from mesti.train.run import TrainConfig, run_training
 from sequences_fake import sequences_store
 
-TINY_FDP = {"preset": "small", "size": 16}
+TINY_FDP = {"preset": "small", "size": 16, "drop_path": 0.0}  # no stochastic depth: memorises
 TINY_MOL = {"size": 16, "width": 8, "blocks": 1, "neighbours": 3, "max_displacement": 1}
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device on this machine"))]
