@@ -126,3 +126,13 @@ def test_target_equals_the_brute_force_rank_pooling_of_running_means() -> None:
     raw = np.einsum("t,bthw->bhw", 2 * np.arange(1, 9) - 9.0, frames)[:, None]
     lo, hi = raw.min(axis=(2, 3), keepdims=True), raw.max(axis=(2, 3), keepdims=True)
     assert np.abs(np.floor((raw - lo) / (hi - lo) * 255) / 255 - expected).max() > 0.1
+
+
+def test_the_fdp_section_names_a_bad_preset_or_size() -> None:
+    from mesti.params import ParamsError, from_mapping
+
+    assert from_mapping(FDPConfig, {"preset": "small", "size": 32}, "p [fdp]").preset == "small"
+    with pytest.raises(ParamsError, match=r"p \[fdp\]: preset must be one of"):
+        from_mapping(FDPConfig, {"preset": "huge"}, "p [fdp]")
+    with pytest.raises(ParamsError, match="size must be a positive multiple of 32"):
+        from_mapping(FDPConfig, {"size": 48}, "p [fdp]")

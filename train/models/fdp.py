@@ -45,6 +45,11 @@ face crops            published: dlib's 68 landmarks on every frame, rotated to 
                       area-resized to ``size``. why: one crop pipeline for every model;
                       per-frame alignment adds jitter that the dynamic image then encodes.
                       effect: a looser, equalised crop; figures not comparable digit for digit.
+frame window          published: 8 frames at i * floor(L/8) of the data set's clip folder.
+                      here: the same rule on phase 0 of the sequences store (``sampling:
+                      uniform``), whose window runs from the sheet's onset to its offset.
+                      why: one window definition for every model. effect: other frames only
+                      where a clip folder holds frames outside onset..offset.
 input scaling         published: Normalize(0.5, 0.5), then minus the data set's mean pixel and
                       over its maximum. here: Normalize(0.5, 0.5). why: no data-set statistic
                       to carry into folds and prediction. effect: none expected, the stem's
