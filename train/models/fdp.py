@@ -30,8 +30,7 @@ Two facts of the published code that its description does not make obvious, kept
 - the per-frame features (B, T, S*S) are reshaped row-major to (B, 1, S, S, T), not stacked
   along time: the volume's last axis holds T consecutive features of one frame, and frame t
   fills rows t*S/T .. (t+1)*S/T - 1. ``volume="flat"`` keeps that layout; ``volume="frames"``
-  puts frame t at time index t, so the (3, 3, T) kernel pools across frames as the paper
-  describes.
+  puts frame t at time index t, so the (3, 3, T) kernel spans the T frames at each pixel.
 
 Differences from the published code: every one that remains, why, and its expected effect.
 
@@ -41,9 +40,9 @@ what                  published -> here; why; expected effect
 face crops            published: dlib's 68 landmarks on every frame, rotated to the eye line,
                       a square 2.5x the landmark span, 64 px, grey from RGB, no equalisation.
                       here: the sequences store's crops (detected and aligned once per clip,
-                      one similarity transform, the project's margins, luma equalisation),
-                      area-resized to ``size``. why: one crop pipeline for every model;
-                      per-frame alignment adds jitter that the dynamic image then encodes.
+                      one similarity transform, the project's margins, luma equalisation by
+                      default), area-resized to ``size``. why: one crop pipeline for every
+                      model; per-frame alignment adds jitter that the dynamic image encodes.
                       effect: a looser, equalised crop; figures not comparable digit for digit.
 frame window          published: 8 frames at i * floor(L/8) of the data set's clip folder.
                       here: the same rule on phase 0 of the sequences store (``sampling:
@@ -51,10 +50,11 @@ frame window          published: 8 frames at i * floor(L/8) of the data set's cl
                       why: one window definition for every model. effect: other frames only
                       where a clip folder holds frames outside onset..offset.
 input scaling         published: Normalize(0.5, 0.5), then minus the data set's mean pixel and
-                      over its maximum. here: Normalize(0.5, 0.5). why: no data-set statistic
-                      to carry into folds and prediction. effect: none expected, the stem's
-                      first convolution has no bias and is followed by batch norm, which
-                      removes a global affine rescaling of the input (up to its epsilon).
+                      over the maximum after centring. here: Normalize(0.5, 0.5). why: no
+                      data-set statistic to carry into folds and prediction. effect: none
+                      expected, the stem's first convolution has no bias and is followed by
+                      batch norm, which removes a global affine rescaling of the input (up to
+                      its epsilon).
 frames in encoder     published: a Python loop over the T frames, a batch of B each.
                       here: the B*T frames in one batch. why: one launch per layer instead of
                       T (the published loop is launch-bound on a GPU). effect: batch norm's
@@ -69,7 +69,7 @@ step count            published: stops after step 501 (its check follows the ste
 folds, clip lists     published: the authors' class folders and subject lists. here: this
                       project's label sheets and protocols (train/protocols.py). why: one
                       protocol code path for all models. effect: other clips where the lists
-                      differ (the SAMM 5-class list: train/lists/README.md).
+                      differ (train/lists/README.md).
 ====================  ======================================================================
 
 Kept as published, though easy to mistake: the MSE target is the uint8 dynamic image / 255
