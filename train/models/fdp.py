@@ -54,7 +54,7 @@ input scaling         published: Normalize(0.5, 0.5), then minus the data set's 
                       data-set statistic to carry into folds and prediction. effect: none
                       expected, the stem's first convolution has no bias and is followed by
                       batch norm, which removes a global affine rescaling of the input (up to
-                      its epsilon).
+                      its epsilon and the zero padding at the border).
 frames in encoder     published: a Python loop over the T frames, a batch of B each.
                       here: the B*T frames in one batch. why: one launch per layer instead of
                       T (the published loop is launch-bound on a GPU). effect: batch norm's
