@@ -1,7 +1,7 @@
 """Training throughput of the three models at the sample's settings.
 
     python -m bench.training [--params params.yaml] [--steps 5] [--repeats 3] [--pinned]
-        [--threads N]
+        [--threads N] [--published-steps 0]
 
 Prints training images (MEGANet) or clips (FDP, MOL) per second on the CPU, and on CUDA
 when a device is present: one warm-up step, then ``--repeats`` runs of ``--steps`` steps of
@@ -9,7 +9,12 @@ each model's real training step (forward, its full loss, backward, Adam) on rand
 the shapes the sample's params give (sections ``train``, ``sequences``, ``fdp``, ``mol``);
 the median run. ``--pinned`` measures under the deterministic mode's CPU pinning (oneDNN
 off, ATen at AVX2, MKL's COMPATIBLE branch, ``train.threads`` threads), so two calls give
-its cost. The benchmark's MEGANet rows (``bench.run``, item 7) use the same function.
+its cost. A last row is FDP's ``published`` preset at the published settings (8 x 64 x
+64 clips, batch 36): its FLOPs, and with ``--published-steps N`` one warm-up step and N timed
+steps (off by default: a step takes about 110 s on two busy CPU cores). Each row also gives
+the floating-point operations of one training step per sample (forward and backward,
+counted by PyTorch's FlopCounterMode on the meta device, so nothing runs). The benchmark's
+MEGANet rows (``bench.run``, item 7) use the same function.
 """
 
 from __future__ import annotations
@@ -71,6 +76,29 @@ def training_throughput(input_size: int, batch_size: int = 16, steps: int = 5, *
     return statistics.median(run() for _ in range(repeats))
 
 
+def training_flops(input_size: int, batch_size: int = 16, *, model: str = "meganet",
+                   model_config=None) -> float | None:
+    """Floating-point operations per sample of one training step's forward and backward
+    pass (the optimiser's update not counted), counted on two samples on PyTorch's meta
+    device (shapes only, nothing computed); None where an operation has no meta kernel."""
+    import torch
+    from mesti.train.run import TrainConfig
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs = _random_inputs(model, input_size, 2, model_config)
+    settings = inputs.settings(TrainConfig())
+    network = inputs.build(TrainConfig().variant, 3).to("meta").train()
+    batch = {k: v.to("meta") for k, v in
+             inputs.batch(inputs.samples(train=True)[:2], True,
+                          torch.Generator().manual_seed(0)).items()}
+    try:
+        with FlopCounterMode(display=False) as counter:
+            inputs.loss(network(batch["input"]), batch, settings["gamma"]).backward()
+    except (NotImplementedError, RuntimeError):
+        return None
+    return counter.get_total_flops() / 2
+
+
 def _random_inputs(model: str, side: int, count: int, config):
     """A model's training adapter over ``count`` random 3-class samples: MEGANet images
     (3, side, side); FDP and MOL one 8-frame clip per sample from side x side frames (MOL
@@ -116,6 +144,20 @@ def sample_settings(params: Path) -> dict[str, dict]:
     }
 
 
+def published_fdp_settings() -> dict:
+    """FDP's ``published`` preset at the published training settings (the defaults of the
+    ``fdp`` section: 64 x 64 frames, batch 36)."""
+    from mesti.train.inputs import FDPConfig
+
+    config = FDPConfig()
+    return {"input_size": config.size, "batch_size": config.batch_size, "model_config": config}
+
+
+def _label(model: str, settings: dict) -> str:
+    preset = getattr(settings.get("model_config"), "preset", None)
+    return f"{model} (preset {preset})" if preset else model
+
+
 def _shape(model: str, settings: dict) -> str:
     config = settings.get("model_config")
     if model == "meganet":
@@ -135,6 +177,8 @@ def main() -> None:
                         help="under the deterministic mode's CPU pinning (train/determinism.py)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads (0: torch's own; --pinned: train.threads)")
+    parser.add_argument("--published-steps", type=int, default=0,
+                        help="timed steps of the published FDP row (default 0: FLOPs only)")
     args = parser.parse_args()
     if args.pinned:  # before torch starts: some settings are read once per process
         from mesti.train.determinism import pin_process
@@ -155,13 +199,29 @@ def main() -> None:
     print(f"training throughput at {args.params}'s settings: median of {args.repeats} runs of "
           f"{args.steps} steps after a warm-up step; torch threads {torch.get_num_threads()}; "
           f"{'pinned' if args.pinned else 'unpinned'} CPU kernels")
-    print("| model | samples | batch | " + " | ".join(f"{d} per s" for d in devices) + " |")
-    print("|---|---|---|" + "---|" * len(devices))
+    print("| model | samples | batch | GFLOP per sample and step | "
+          + " | ".join(f"{d} per s" for d in devices) + " |")
+    print("|---|---|---|---|" + "---|" * len(devices))
+
+    def row(model: str, settings: dict, rates: list[str]) -> None:
+        flops = training_flops(settings["input_size"], settings["batch_size"], model=model,
+                               model_config=settings.get("model_config"))
+        gflop = "-" if flops is None else f"{flops / 1e9:.3g}"
+        print(f"| {_label(model, settings)} | {_shape(model, settings)} | "
+              f"{settings['batch_size']} | {gflop} | " + " | ".join(rates) + " |", flush=True)
+
     for model, settings in sample_settings(args.params).items():
         rates = [training_throughput(**settings, steps=args.steps, model=model, device=d,
                                      repeats=args.repeats) for d in devices]
-        print(f"| {model} | {_shape(model, settings)} | {settings['batch_size']} | "
-              + " | ".join(f"{r:.1f}" for r in rates) + " |", flush=True)
+        row(model, settings, [f"{r:.1f}" for r in rates])
+    published, steps = published_fdp_settings(), args.published_steps
+    rates = [training_throughput(**published, steps=steps, model="fdp", device=d)
+             for d in devices] if steps else []
+    row("fdp", published, [f"{r:.2f} ({steps} timed steps after a warm-up)" for r in rates]
+        or ["not timed (--published-steps N)"] * len(devices))
+    if "cuda" not in devices:
+        print("no CUDA device here: CPU only. For reference, on one H200 the published FDP "
+              "trains at about 188 clips/s with batch 36 (issue 20).")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def runs_table(runs: list[Path]) -> str:
     """A row per run folder (``config.json`` and ``metrics.json`` of ``mesti train``): model,
-    its ablation switches, protocol, stores, clips, folds and the pooled metrics."""
+    its preset and ablation switches, protocol, stores, clips, folds and the pooled metrics."""
     lines = ["| run | model | protocol | stores | clips | folds | UF1 | UAR | ACC | WF1 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
@@ -17,10 +17,12 @@ def runs_table(runs: list[Path]) -> str:
         config = saved["config"]
         model = config.get("model", "meganet")
         name = config["variant"] if model == "meganet" else model
-        switches = {k: v for k, v in (saved.get(model) or {}).items()
-                    if k in ("reconstruction", "flow", "landmarks") and v is False}
-        if switches:
-            name += " (no " + ", no ".join(switches) + ")"
+        section = saved.get(model) or {}
+        notes = [f"preset {section['preset']}"] if section.get("preset") else []
+        notes += [f"no {k}" for k, v in section.items()
+                  if k in ("reconstruction", "flow", "landmarks") and v is False]
+        if notes:
+            name += " (" + ", ".join(notes) + ")"
         stores = ", ".join(Path(s).name for s in saved["stores"])
         lines.append(f"| {Path(run).name} | {name} | {config['protocol']}, "
                      f"{config['labels']} classes | {stores} | {metrics['clips']} | "

@@ -4,7 +4,8 @@ One adapter per model keeps the training loop one loop:
 - ``meganet``: one modality image per clip from a modality store (train/data.py), random
   flips and rotations in training, focal loss.
 - ``fdp``: phase 0 of a sequences store, T grey frames resized to ``size`` (area), scaled to
-  -1..1 (Normalize(0.5, 0.5)); target the frames' dynamic image; NLL + 100 * MSE.
+  -1..1 (Normalize(0.5, 0.5)); target the frames' dynamic image (Bilen's approximate rank
+  pooling over running means, min-max scaled, as published); NLL + 100 * MSE.
 - ``mol``: every phase of a sequences store is a clip; frames cropped from S to ``crop``
   (``train_crops`` random crops per phase clip in training, the centre at test: (8, 8) for
   144 -> 128), optionally resized to ``size``; targets the store's TV-L1 flows and 68-point
@@ -40,8 +41,11 @@ MODELS = ("meganet", "fdp", "mol")
 
 @dataclass(frozen=True)
 class FDPConfig:
-    """Knobs of FDP (params.yaml section ``fdp``); defaults are the published settings."""
+    """Knobs of FDP (params.yaml section ``fdp``); defaults are the published settings
+    (CYF-cuber/FDP train.py: Adam lr 1e-4, weight decay 1e-3, batch 36, 500 steps, loss
+    NLL + 100 * MSE) and the published architecture (preset ``published``)."""
 
+    preset: str = "published"         # sizes of train/models/fdp.py PRESETS: published | small
     size: int = 64                    # frames resized to size x size
     steps: int = 500                  # optimiser steps per fold
     batch_size: int = 36
@@ -49,17 +53,22 @@ class FDPConfig:
     weight_decay: float = 1e-3
     reconstruction: bool = True       # false: the paper's ablation without the DI head
     reconstruction_weight: float = 100.0
-    patch: int = 8
-    embed_dim: int = 128
-    depth: int = 4
-    heads: int = 4
-    rank_channels: int = 16
+    volume: str = "flat"              # flat (the published reshape) | frames (see fdp.py)
+
+    def __post_init__(self) -> None:
+        if self.preset not in fdp_model.PRESETS:
+            raise ValueError(f"preset must be one of {sorted(fdp_model.PRESETS)}, "
+                             f"got {self.preset!r}")
+        if self.volume not in ("flat", "frames"):
+            raise ValueError(f"volume must be flat or frames, got {self.volume!r}")
+        depth = len(fdp_model.PRESETS[self.preset]["decoder"])
+        if self.size <= 0 or self.size % 2 ** depth:
+            raise ValueError(f"size must be a positive multiple of {2 ** depth} (the "
+                             f"{self.preset} decoder's pooling stages), got {self.size}")
 
     def build(self, num_classes: int, frames: int = 8) -> nn.Module:
-        return fdp_model.FDP(num_classes, frames=frames, size=self.size, patch=self.patch,
-                             embed_dim=self.embed_dim, depth=self.depth, heads=self.heads,
-                             rank_channels=self.rank_channels,
-                             reconstruction=self.reconstruction)
+        return fdp_model.build("fdp", num_classes, self.preset, frames=frames, size=self.size,
+                               volume=self.volume, reconstruction=self.reconstruction)
 
 
 @dataclass(frozen=True)

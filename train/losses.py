@@ -1,7 +1,9 @@
 """Each model's training loss: pure functions of the model's output dict and the targets.
 
 - MEGANet: focal loss (Lin et al., ICCV 2017).
-- FDP: NLL of the classes + 100 * MSE of the reconstructed dynamic image (its 0..1 target).
+- FDP: NLL of the classes + 100 * MSE of the reconstructed dynamic image against its target
+  (the published uint8 dynamic image / 255: ``models.fdp.dynamic_image_target``), as the
+  published train.py (``dy_weight`` 100, ``mer_weight`` 1).
 - MOL: NLL + 10 * sum over the T-1 steps of the flow MSE / (T-1) + 0.1 * landmark L1 over the
   inter-pupil distance. A head switched off (an ablation) drops its term.
 """
@@ -20,6 +22,8 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float) -> torc
 
 def fdp_loss(output: dict[str, torch.Tensor], label: torch.Tensor,
              dynamic_image: torch.Tensor, reconstruction_weight: float) -> torch.Tensor:
+    """``output["reconstruction"]`` and ``dynamic_image`` (B, 1, S, S) in 0..1; the MSE is the
+    mean over every pixel of the batch (PyTorch's MSELoss, as published)."""
     loss = F.nll_loss(F.log_softmax(output["logits"], dim=1), label)
     if "reconstruction" in output:
         loss = loss + reconstruction_weight * F.mse_loss(output["reconstruction"], dynamic_image)
