@@ -53,7 +53,7 @@ def test_prune_deletes_only_this_stores_clips_and_names_the_rest(small_stores: P
         "--params", str(tmp_path / "params.yaml"), "--prune",
         "--metrics", str(tmp_path / "metrics.json")])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "metrics.json").read_text())["clips_pruned"] == [gone]
+    assert json.loads((tmp_path / "metrics.timing.json").read_text())["clips_pruned"] == [gone]
     assert not (clips / gone).exists()
     for name, files in kept.items():
         assert tree(clips / name) == files, name
