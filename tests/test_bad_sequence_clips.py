@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from consolidated import forget, mirror
 from mesti.pipeline.reader import StoreError, open_store
 from mesti.train.data import BadClip
 from mesti.train.inputs import MOLConfig, load_inputs
@@ -25,6 +26,7 @@ def damaged(tmp_path: Path) -> tuple[str, str]:
     clean = sequences_store(tmp_path / "clean.zarr", "casme2", 3, 0)
     work = Path(shutil.copytree(clean, tmp_path / "damaged.zarr"))
     (work / "clips" / MISSING / "zarr.json").unlink()
+    forget(work / "clips" / MISSING / "zarr.json")  # readers use the root's copy
     (chunk,) = [p for p in (work / "clips" / CORRUPT / "flow").rglob("*")
                 if p.is_file() and p.name != "zarr.json"]
     data = bytearray(chunk.read_bytes())
@@ -34,6 +36,7 @@ def damaged(tmp_path: Path) -> tuple[str, str]:
     document = json.loads(metadata.read_text())
     document["attributes"]["label3"] = "negative"  # was surprise
     metadata.write_text(json.dumps(document))
+    mirror(metadata)
     return clean, str(work)
 
 
