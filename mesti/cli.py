@@ -60,6 +60,9 @@ def user_error(error: BaseException) -> UserError | None:
         return UserError(str(error), USAGE)
     if run is not None and isinstance(error, run.StageFailed):
         return UserError(str(error), DATA)
+    protocols = sys.modules.get("mesti.train.protocols")
+    if protocols is not None and isinstance(error, protocols.ProtocolError):
+        return UserError(str(error), USAGE)
     store = sys.modules.get("mesti.pipeline.store")
     if store is not None and isinstance(error, store.WriteRefused):
         return UserError(str(error), DATA)
@@ -83,6 +86,26 @@ def _disk_full(error: OSError) -> str:
 
 class Commands(click.Group):
     """The command group that maps known user errors to one-line messages (see module doc)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """The command, or a usage error that suggests the closest commands, including
+        those of a command group (``mesti verify``: did you mean ``mesti cache verify``)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as error:
+            import difflib
+
+            name = str(args[0])
+            nested = {f"{group} {sub}": sub for group, command in self.commands.items()
+                      if isinstance(command, click.Group) for sub in command.commands}
+            words = {**{c: c for c in self.commands}, **nested}
+            close = difflib.get_close_matches(name, list(words.values()), n=3, cutoff=0.6)
+            ideas = [f"`{ctx.command_path} {full}`" for full, word in words.items()
+                     if word in close]
+            if not ideas:
+                raise
+            raise click.UsageError(f"No such command {name!r}. Did you mean "
+                                   f"{' or '.join(ideas)}?", ctx) from error
 
     def invoke(self, ctx: click.Context):
         try:
@@ -147,7 +170,24 @@ def manifest(dataset: str, raw_root: Path, out: Path, sheet: Path | None,
     except FileNotFoundError as error:  # the recipes' "no frames tree / no videos here"
         raise UserError(str(error), DATA) from error
     click.echo(json.dumps({k: counts[k] for k in ("clips_found", "clips_ok", "clips_excluded")}))
+    if overrides is not None:
+        click.echo(_overrides_note(overrides, dataset, counts), err=True)
     click.echo(f"report: {out / 'report.md'}")
+
+
+def _overrides_note(overrides: Path, dataset: str, counts: dict) -> str:
+    """How many of an overrides file's fixes named a clip of the dataset; a warning when
+    none did (most likely the file of another dataset, applied silently otherwise)."""
+    from mesti.datasets_manifest.overrides import load_overrides
+
+    total = len(load_overrides(overrides))
+    unmatched = int(counts.get("problems", {}).get("override_unknown_clip", 0))
+    matched = total - unmatched
+    if total and not matched:
+        return (f"warning: {overrides}: none of its {total} fixes names a {dataset} clip "
+                "(an overrides file of another dataset?); nothing was corrected")
+    return f"{overrides}: {matched} of {total} fixes matched a {dataset} clip" + (
+        f"; {unmatched} name no clip (see the report)" if unmatched else "")
 
 
 def cluster_options(command):
@@ -398,8 +438,15 @@ def predict(stores: tuple[str, ...], run_dir: Path, out_csv: Path | None) -> Non
     folder of a several-seed run). Says whether the result equals RUN_DIR/predictions.csv
     byte for byte.
     """
+    from mesti.train.compare import RunFolderError, check_finished
     from mesti.train.predict import predict_run
 
+    try:
+        check_finished(run_dir)
+    except RunFolderError as error:
+        raise UserError(str(error), USAGE) from error
+    for location in stores:
+        _require_store(location, "modalities", "mesti predict").close()
     out_csv = out_csv or run_dir / "predictions.repro.csv"
     try:
         count = predict_run(list(stores), run_dir, out_csv)
@@ -419,10 +466,12 @@ def predict(stores: tuple[str, ...], run_dir: Path, out_csv: Path | None) -> Non
 def compare(runs: tuple[Path, ...], out_md: Path | None) -> None:
     """One table of finished training RUNS (folders written by `mesti train`): model, stores,
     protocol and the pooled UF1, UAR, ACC and WF1."""
-    from mesti.train.compare import runs_table
+    from mesti.train.compare import RunFolderError, runs_table
 
     try:
         table = runs_table(list(runs))
+    except RunFolderError as error:
+        raise UserError(str(error), USAGE) from error
     except (OSError, ValueError, KeyError) as error:
         raise click.ClickException(str(error)) from error
     if out_md:

@@ -374,11 +374,22 @@ class Store:
 
     def frames(self, clip_id: str) -> np.ndarray:
         """Aligned, equalised frames (T, S, S, 3) uint8 of a faces store."""
+        self._require_kind("faces", "frames", "sequence(clip_id)['frames']")
         return self.array(clip_id, "frames")[...]
 
     def landmarks(self, clip_id: str) -> np.ndarray:
         """Onset face-mesh landmarks (468, 2) in crop pixels of a faces store."""
+        self._require_kind("faces", "landmarks", "sequence(clip_id)['landmarks']")
         return self.array(clip_id, "landmarks")[...]
+
+    def _require_kind(self, kind: str, method: str, sequences_way: str) -> None:
+        """A clear error when a reading method meets a store of another kind."""
+        if self.kind == kind:
+            return
+        instead = {"modalities": "image(clip_id, name) and images(name)",
+                   "sequences": sequences_way}.get(self.kind, "")
+        raise StoreError(f"{self.location}: a {self.kind} store; {method}() reads a {kind} "
+                         f"store" + (f" (this one is read with {instead})" if instead else ""))
 
     def sequence(self, clip_id: str) -> dict[str, np.ndarray]:
         """A sequences store's arrays of one clip by name: frames (P, T, S, S) uint8,

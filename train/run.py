@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mesti.params import one_of
+
 from . import clip_lists, figures, protocols, report
+from .compare import UNFINISHED
 from .data import (
     EXPANSION,
     LABEL_MAPPINGS,
@@ -77,19 +80,21 @@ class TrainConfig:
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "switches", dict(self.switches))
         checks = {
-            "protocol": self.protocol in protocols.SUBJECT_INDEPENDENT,
-            "model": self.model in MODELS,
-            "labels": self.labels in (3, 5),
-            "variant": self.variant in VARIANTS,
+            one_of("protocol", protocols.SUBJECT_INDEPENDENT):
+                self.protocol in protocols.SUBJECT_INDEPENDENT,
+            one_of("model", MODELS): self.model in MODELS,
+            one_of("labels", (3, 5)): self.labels in (3, 5),
+            one_of("variant", VARIANTS): self.variant in VARIANTS,
             "switches": set(self.switches) <= set(SWITCHES),
             "seeds": all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
             and len(set(self.seeds)) == len(self.seeds),
-            "clip_list": self.clip_list in clip_lists.NAMES,
-            "label_mapping": self.label_mapping in LABEL_MAPPINGS,
-            "augment": self.augment in ("online", "expand"),
-            "selection": self.selection in ("last", "validation"),
-            "device": self.device in ("auto", "cpu", "cuda"),
-            "on_bad_clip": self.on_bad_clip in ("skip", "stop"),
+            one_of("clip_list", clip_lists.NAMES): self.clip_list in clip_lists.NAMES,
+            one_of("label_mapping", LABEL_MAPPINGS): self.label_mapping in LABEL_MAPPINGS,
+            one_of("augment", ("online", "expand")): self.augment in ("online", "expand"),
+            one_of("selection", ("last", "validation")):
+                self.selection in ("last", "validation"),
+            one_of("device", ("auto", "cpu", "cuda")): self.device in ("auto", "cpu", "cuda"),
+            one_of("on_bad_clip", ("skip", "stop")): self.on_bad_clip in ("skip", "stop"),
             "input_size >= 16": self.input_size >= 16,
             "epochs >= 1": self.epochs >= 1,
             "batch_size >= 1": self.batch_size >= 1,
@@ -171,6 +176,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
     folds = _folds(table, config)
     y = torch.from_numpy(table.labels)
     out.mkdir(parents=True, exist_ok=True)
+    (out / UNFINISHED).write_text("mesti train is writing this run; removed when it ends\n")
     run_log = RunLog(out, config, len(folds), progress)
     probabilities = np.zeros((len(table.labels), len(table.classes)))
     fold_of = np.full(len(table.labels), "", dtype=object)
@@ -228,6 +234,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
     figures.write_run_figures(out, table, probabilities, metrics, maps, config)
     metrics["seconds"] = run_log.finish(metrics)  # in run.timing.json, not metrics.json
+    (out / UNFINISHED).unlink()
     return metrics
 
 
