@@ -29,6 +29,11 @@ PARAMS = click.option("--params", "params", type=click.Path(dir_okay=False, path
                            "exist; without the default one, all knobs keep their defaults.")
 
 USAGE, DATA = 2, 1
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
+# The commands that write stores, and the arguments naming those stores: Ctrl-C in one
+# leaves them incomplete (marked so, and resumed by the next run), which is what it says.
+STORE_WRITERS = {"faces": ("store",), "modalities": ("store",), "sequences": ("store",),
+                 "preprocess": ("faces_store", "modalities_store")}
 
 
 class UserError(click.ClickException):
@@ -112,6 +117,14 @@ class Commands(click.Group):
             return super().invoke(ctx)
         except click.exceptions.Exit:
             raise
+        except KeyboardInterrupt:
+            writes = STORE_WRITERS.get(ctx.invoked_subcommand or "")
+            if writes is None:
+                raise
+            stores = ctx.meta.get("mesti.stores") or [name.upper() for name in writes]
+            click.echo(f"interrupted; the stores are incomplete ({', '.join(map(str, stores))}); "
+                       "a re-run of the same command resumes", err=True)
+            ctx.exit(INTERRUPTED)
         except Exception as error:
             known = user_error(error)
             if known is None:
@@ -243,6 +256,9 @@ def _cluster(scheduler, scheduler_file, workers, progress, jobqueue, jobs):
     """The cluster options; unusable ones fail here, before a stage opens its store."""
     from mesti.pipeline.run import ClusterOptions, dask_client, jobqueue_cluster
 
+    context = click.get_current_context()  # the stage's: what Ctrl-C leaves incomplete
+    context.meta["mesti.stores"] = [context.params[name] for name in
+                                    STORE_WRITERS.get(context.info_name or "", ())]
     cluster = ClusterOptions(scheduler, scheduler_file, workers, progress, jobqueue, jobs)
     if scheduler or scheduler_file:
         with dask_client(cluster):

@@ -168,6 +168,32 @@ def _transient_cause(error: BaseException | None) -> BaseException | None:
     return None
 
 
+def _http_refusal(error: BaseException | None) -> tuple[int, str, str] | None:
+    """(status, reason, URL) of a server's 4xx answer somewhere in ``error``'s chain."""
+    seen = 0
+    while error is not None and seen < 10:
+        status = getattr(error, "status", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            url = getattr(getattr(error, "request_info", None), "real_url", "") or ""
+            return status, str(getattr(error, "message", "") or ""), str(url)
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def _refused(location: str, what: str, error: BaseException,
+             ranged: bool = False) -> StoreError | None:
+    """A one-line error for a server that answered a read with a 4xx status (its status
+    and URL, never the body), or None when ``error`` is not one."""
+    refusal = _http_refusal(error)
+    if refusal is None:
+        return None
+    status, reason, url = refusal
+    hint = (" to a range request (reading a part of a file); serve the store with a server "
+            "that honours ranges (nginx, Apache, S3, ...)") if ranged else ""
+    return StoreError(f"{location}: reading {what}: the server answered HTTP {status}"
+                      f"{' ' + reason if reason else ''}{hint} ({url or 'URL unknown'})")
+
+
 def _give_up(location: str, what: str, tries: int, limits: ReadLimits,
              error: BaseException) -> StoreError:
     error = _transient_cause(error) or error
@@ -183,13 +209,17 @@ class PatientStore(FsspecStore):
     limits: ReadLimits = ReadLimits()
     location: str = ""
 
-    async def _patiently(self, what: str, call):
+    async def _patiently(self, what: str, call, ranged: bool = False):
         tries = self.limits.url_retries + 1
         for attempt in range(tries):
             try:
                 return await call()
             except Exception as error:
                 if not _transient(error):
+                    refused = None if isinstance(error, FileNotFoundError) else \
+                        _refused(self.location, what, error, ranged)  # a 404: key absent
+                    if refused is not None:
+                        raise refused from None
                     raise
                 if attempt + 1 == tries:
                     raise _give_up(self.location, what, tries, self.limits, error) from error
@@ -198,7 +228,8 @@ class PatientStore(FsspecStore):
 
     async def get(self, key, prototype, byte_range=None):
         return await self._patiently(key, lambda: FsspecStore.get(self, key, prototype,
-                                                                  byte_range))
+                                                                  byte_range),
+                                     ranged=byte_range is not None)
 
     async def exists(self, key):
         return await self._patiently(key, lambda: FsspecStore.exists(self, key))
@@ -234,6 +265,13 @@ def _open_url(location: str, limits: ReadLimits) -> FsspecStore:
                              "pip install 'mesti-mer[cloud]')") from error
         except Exception as error:
             if not _transient(error):
+                refused = _refused(location, "the store", error)
+                if refused is not None:
+                    raise refused from None
+                if isinstance(error, FileNotFoundError) and \
+                        url.split("::")[-1].lower().startswith(("http://", "https://")):
+                    raise StoreError(f"{location}: cannot open: the server answered HTTP 404 "
+                                     "Not Found (no such file there)") from None
                 if isinstance(error, (OSError, ValueError)):
                     raise StoreError(f"{location}: cannot open: {error}") from error
                 raise
