@@ -518,6 +518,26 @@ class Store:
             raise KeyError(f"{self.location}: no image {name!r}; has {self.names}")
         return self.names.index(name)
 
+    def xarray(self, clip_id: str):  # -> xarray.Dataset (xarray is imported here only)
+        """One clip as a lazy xarray Dataset: its arrays with their dimension names and the
+        clip's attributes; a modality store's ``image`` dimension has the image names as its
+        coordinate, so ``view.images.sel(image="mesti")`` picks one image by name.
+
+        Each array passes the reader's checks (numeric, the layout's codecs, declared sizes
+        within the limits) before xarray opens the group.
+        """
+        import xarray
+
+        if clip_id not in self.clip_ids:
+            raise KeyError(f"{self.location}: no clip {clip_id!r}")
+        for name in self.root[f"clips/{clip_id}"].array_keys():
+            self.array(clip_id, name)
+        view = xarray.open_zarr(self._store, group=f"clips/{clip_id}", consolidated=False,
+                                zarr_format=3)
+        if self.kind == "modalities" and "image" in view.dims:
+            view = view.assign_coords(image=self.names)
+        return view
+
 
 def declared_problem(array: zarr.Array, limits: ReadLimits) -> str | None:
     """What in an array's declared shape, chunks or shards is over ``limits``; None if
