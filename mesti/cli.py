@@ -118,6 +118,10 @@ class Commands(click.Group):
         except click.exceptions.Exit:
             raise
         except KeyboardInterrupt:
+            if "mesti.run" in ctx.meta:  # mesti train: its run folder keeps its marker
+                click.echo(f"interrupted; {ctx.meta['mesti.run']} is not a finished run (it "
+                           "holds UNFINISHED); train again to finish it", err=True)
+                ctx.exit(INTERRUPTED)
             writes = STORE_WRITERS.get(ctx.invoked_subcommand or "")
             if writes is None:
                 raise
@@ -420,6 +424,7 @@ def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tupl
     from mesti.train.inputs import MODEL_CONFIGS
     from mesti.train.run import TrainConfig, compare_modalities, run_training
 
+    click.get_current_context().meta["mesti.run"] = out_dir  # named if Ctrl-C stops it
     config = _config(TrainConfig, params, "train")
     if model:
         config = replace(config, model=model)

@@ -297,3 +297,28 @@ def test_show_finds_the_faces_store_beside_a_received_zip(small_stores: Path, tm
     assert f"tried faces.zarr, {received / 'faces.zarr'}, {received / 'faces.zip'}" in note
     shutil.rmtree(tmp_path / "m.zarr")
 
+
+
+def test_ctrl_c_in_train_names_the_unfinished_run(one_dataset: str, tmp_path: Path,
+                                                  monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_run, "fit_fold", interrupted)
+    knobs = params(tmp_path, "train:\n  input_size: 16\n  epochs: 1\n")
+    result = CliRunner().invoke(main, ["train", one_dataset, str(tmp_path / "run"),
+                                       "--no-progress", "--params", str(knobs)])
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"interrupted; {tmp_path / 'run'} is not a finished run (it holds UNFINISHED); "
+        "train again to finish it"]
+    assert (tmp_path / "run" / UNFINISHED).is_file()
+
+
+def test_dataset_lodo_folds_name_the_dataset(one_dataset: str) -> None:
+    from mesti.train.protocols import ProtocolError
+
+    import mesti
+
+    with pytest.raises(ProtocolError, match="fold lodo:casme2 has no training clip"):
+        mesti.MestiDataset(one_dataset, protocol="lodo")

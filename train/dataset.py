@@ -59,7 +59,7 @@ class MestiDataset(torch.utils.data.Dataset):
     it is the protocol's full list, the same for every store of a dataset whichever labels
     its clips happen to carry: label3's three classes, label5's five and every emotion of
     the store's dataset as its recipe maps them (:func:`full_classes`); the classes present
-    only where the recipe has no such list. ``protocol`` (``loso``, ``holdout`` or
+    only where the recipe has no such list. ``protocol`` (``loso``, ``lodo``, ``holdout`` or
     ``cross:<train dataset>-><test dataset>``) gives ``folds`` as the trainer splits them.
     Without ``transform`` an item's image is a float tensor (3, S, S) in -1..1, as the
     trainer feeds the network; with it, ``transform`` gets the uint8 (S, S, 3) array.
@@ -142,6 +142,8 @@ class MestiDataset(torch.utils.data.Dataset):
         """The folds the trainer uses for ``protocol`` with its default settings."""
         if protocol == "loso":
             return protocols.loso(self.groups)
+        if protocol == "lodo":
+            return protocols.lodo(self.datasets)
         if protocol == "holdout":
             from .run import TrainConfig  # the trainer's default fraction and seed
 
@@ -150,5 +152,5 @@ class MestiDataset(torch.utils.data.Dataset):
         if protocol.startswith("cross:") and "->" in protocol:
             train_on, test_on = protocol.removeprefix("cross:").split("->", 1)
             return protocols.cross(self.datasets, train_on, test_on)
-        raise ValueError(f"protocol must be loso, holdout or cross:<train>-><test>, "
+        raise ValueError(f"protocol must be loso, lodo, holdout or cross:<train>-><test>, "
                          f"not {protocol!r}")
