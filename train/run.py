@@ -85,9 +85,11 @@ class TrainConfig:
             one_of("model", MODELS): self.model in MODELS,
             one_of("labels", (3, 5)): self.labels in (3, 5),
             one_of("variant", VARIANTS): self.variant in VARIANTS,
-            "switches": set(self.switches) <= set(SWITCHES),
-            "seeds": all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
-            and len(set(self.seeds)) == len(self.seeds),
+            f"switches' names among {{{', '.join(SWITCHES)}}}":
+                set(self.switches) <= set(SWITCHES),
+            "seeds distinct integers":
+                all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
+                and len(set(self.seeds)) == len(self.seeds),
             one_of("clip_list", clip_lists.NAMES): self.clip_list in clip_lists.NAMES,
             one_of("label_mapping", LABEL_MAPPINGS): self.label_mapping in LABEL_MAPPINGS,
             one_of("augment", ("online", "expand")): self.augment in ("online", "expand"),
