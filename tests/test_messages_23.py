@@ -322,3 +322,19 @@ def test_dataset_lodo_folds_name_the_dataset(one_dataset: str) -> None:
 
     with pytest.raises(ProtocolError, match="fold lodo:casme2 has no training clip"):
         mesti.MestiDataset(one_dataset, protocol="lodo")
+
+
+def test_ctrl_c_without_workers_names_the_store(work: Path, monkeypatch) -> None:
+    from mesti.pipeline import run as run_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "run_faces", interrupted)
+    result = CliRunner().invoke(main, ["faces", str(work / "manifest" / "manifest.csv"),
+                                       str(work / "f.zarr"), "--workers", "0",
+                                       "--no-progress", "--params", str(work / "empty.yaml")])
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"interrupted; the stores are incomplete ({work / 'f.zarr'}); a re-run of the same "
+        "command resumes"]
