@@ -338,3 +338,24 @@ def test_ctrl_c_without_workers_names_the_store(work: Path, monkeypatch) -> None
     assert result.stderr.strip().splitlines() == [
         f"interrupted; the stores are incomplete ({work / 'f.zarr'}); a re-run of the same "
         "command resumes"]
+
+
+def test_a_several_seed_run_is_marked_until_it_ends(one_dataset: str, tmp_path: Path,
+                                                   monkeypatch) -> None:
+    seeds = TrainConfig(**{**TINY.__dict__, "seeds": (0, 1)})
+    run_training([one_dataset], tmp_path / "done", seeds, progress=False)
+    assert not list((tmp_path / "done").rglob(UNFINISHED))
+    real = train_run._train_once
+
+    def second_seed_interrupted(stores, out, config, *args):
+        if config.seed == 1:
+            raise KeyboardInterrupt
+        return real(stores, out, config, *args)
+
+    monkeypatch.setattr(train_run, "_train_once", second_seed_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_training([one_dataset], tmp_path / "cut", seeds, progress=False)
+    assert (tmp_path / "cut" / UNFINISHED).is_file()
+    assert not (tmp_path / "cut" / "seed_0" / UNFINISHED).exists()
+    one_line_error(invoke("compare", tmp_path / "cut"), 2, "not a finished run: mesti train "
+                   "was interrupted there")

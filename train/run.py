@@ -123,16 +123,18 @@ def run_training(stores: list[str], out: Path, config: TrainConfig, progress: bo
     if len(config.seeds) <= 1:
         seed = config.seeds[0] if config.seeds else config.seed
         return _train_once(stores, out, replace(config, seed=seed), progress, model_config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / UNFINISHED).write_text("mesti train is writing this run; removed when it ends\n")
     runs = [_train_once(stores, out / f"seed_{s}", replace(config, seed=s, seeds=()),
                         progress, model_config) for s in config.seeds]
     metrics = report.aggregate_seeds(runs, list(config.seeds))
-    out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(
         {"config": asdict(config), "stores": [str(s) for s in stores],
          "seed_runs": [f"seed_{s}" for s in config.seeds]}, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "report.md").write_text(report.markdown(metrics, f"{config.variant} on "
                                                    f"{', '.join(map(str, stores))}"))
+    (out / UNFINISHED).unlink()
     return metrics
 
 
