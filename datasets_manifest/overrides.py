@@ -41,7 +41,13 @@ def load_overrides(path: Path | None) -> dict[str, Override]:
         return {}
     if not path.is_file():
         raise OverridesError(f"{path}: overrides file not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise OverridesError(f"{path}: not valid YAML{line}: "
+                             f"{getattr(error, 'problem', None) or error}") from error
     if not isinstance(data, dict):
         raise OverridesError(f"{path}: expected a mapping from clip id to fields")
     result = {}

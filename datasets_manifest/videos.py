@@ -8,7 +8,9 @@ Layout (``root``)::
 Frame numbers are 0-based decoded frame indices, and each video's frame rate is its own.
 An .avi that decodes to fewer frames than its index declares (truncated: the decoder may
 repeat an earlier frame as the last) is excluded as
-``video_truncated``; a file that decodes to nothing is ``no_frames``. Without a CSV every
+``video_truncated``; a file that decodes to nothing is ``no_frames``; a moving-image file of
+another format (an animated .gif, .webm, ...) is not read and is named in the report
+(``not_a_video``, with how to convert it). Without a CSV every
 video is one clip spanning all its frames, with no apex and no label; its subject is the
 first folder under ``root`` (or the file's stem at top level). The CSV's ``video`` column
 (``clip`` is also accepted) is a path relative to ``root``, with or without its suffix; a
@@ -39,6 +41,11 @@ LABELS = LabelMap(
            "happiness": "positive", "happy": "positive", "surprise": "surprise"},
     five={e: e for e in ("disgust", "happiness", "others", "repression", "surprise")},
 )
+# Moving-image formats a lab may drop in the folder that this recipe does not read (an
+# animated GIF has no dependable frame rate): each is named in the report, not skipped
+# silently.
+NOT_READ = frozenset({".gif", ".webm", ".wmv", ".flv", ".3gp", ".ogv", ".ts", ".mts",
+                      ".m2ts", ".vob", ".apng"})
 COLUMNS = {
     "video": ("video", "clip", "file"),
     "subject": ("subject",),
@@ -56,9 +63,16 @@ def prepare(root: Path, sheet: Path | None = None) -> Scan:
         sheet = root / "annotations.csv"
     videos = {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
               if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()}
+    others = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*"))
+              if p.suffix.lower() in NOT_READ and p.is_file()]
     if not videos:
-        raise FileNotFoundError(f"{root}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+        unread = f"; {len(others)} file(s) not read: {_not_read(others[0])}" if others else ""
+        raise FileNotFoundError(f"{root}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})"
+                                f"{unread}")
     scan = Scan(NAME, root, 0.0, LABELS, sheet=sheet)
+    for name in others:  # named in the report, never skipped without a word
+        scan.problems.append(Problem(safe_id(Path(name).with_suffix("").as_posix()), "-",
+                                     "not_a_video", "ignored", _not_read(name)))
     probes: dict[str, VideoProbe] = {}
 
     def probe_of(name: str) -> VideoProbe:
@@ -123,6 +137,12 @@ def _plausible_subject(subject: str) -> bool:
     """A subject cell the folds, reports and stores can carry: free text, but one line
     without a path separator or control character, and not '.' or '..'."""
     return subject not in (".", "..") and not re.search(r"[\x00-\x1f\x7f/\\]", subject)
+
+
+def _not_read(name: str) -> str:
+    return (f"{name}: {Path(name).suffix.lower()} is not read (videos are "
+            f"{', '.join(sorted(VIDEO_SUFFIXES))}); convert it to one, e.g. ffmpeg -i "
+            f"{Path(name).name} {Path(name).with_suffix('.mp4').name}, to include it")
 
 
 @dataclass(frozen=True)

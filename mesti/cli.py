@@ -32,6 +32,11 @@ PARAMS = click.option("--params", "params", type=click.Path(dir_okay=False, path
                            "exist; without the default one, all knobs keep their defaults.")
 
 USAGE, DATA = 2, 1
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
+# The commands that write stores, and the arguments naming those stores: Ctrl-C in one
+# leaves them incomplete (marked so, and resumed by the next run), which is what it says.
+STORE_WRITERS = {"faces": ("store",), "modalities": ("store",), "sequences": ("store",),
+                 "preprocess": ("faces_store", "modalities_store")}
 
 
 class UserError(click.ClickException):
@@ -90,6 +95,9 @@ def user_error(error: BaseException) -> UserError | None:
         return UserError(str(error), USAGE)
     if run is not None and isinstance(error, run.StageFailed):
         return UserError(str(error), DATA)
+    protocols = sys.modules.get("mesti.train.protocols")
+    if protocols is not None and isinstance(error, protocols.ProtocolError):
+        return UserError(str(error), USAGE)
     store = sys.modules.get("mesti.pipeline.store")
     if store is not None and isinstance(error, store.WriteRefused):
         return UserError(str(error), DATA)
@@ -138,11 +146,43 @@ def _not_writable(error: OSError) -> str:
 class Commands(RecordedGroup):
     """The command group that maps known user errors to one-line messages (see module doc)."""
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """The command, or a usage error that suggests the closest commands, including
+        those of a command group (``mesti verify``: did you mean ``mesti cache verify``)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as error:
+            import difflib
+
+            name = str(args[0])
+            nested = {f"{group} {sub}": sub for group, command in self.commands.items()
+                      if isinstance(command, click.Group) for sub in command.commands}
+            words = {**{c: c for c in self.commands}, **nested}
+            close = difflib.get_close_matches(name, list(words.values()), n=3, cutoff=0.6)
+            ideas = [f"`{ctx.command_path} {full}`" for full, word in words.items()
+                     if word in close]
+            if not ideas:
+                raise
+            raise click.UsageError(f"No such command {name!r}. Did you mean "
+                                   f"{' or '.join(ideas)}?", ctx) from error
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except click.exceptions.Exit:
             raise
+        except KeyboardInterrupt:
+            if "mesti.run" in ctx.meta:  # mesti train: its run folder keeps its marker
+                click.echo(f"interrupted; {ctx.meta['mesti.run']} is not a finished run (it "
+                           "holds UNFINISHED); train again to finish it", err=True)
+                ctx.exit(INTERRUPTED)
+            writes = STORE_WRITERS.get(ctx.invoked_subcommand or "")
+            if writes is None:
+                raise
+            stores = ctx.meta.get("mesti.stores") or [name.upper() for name in writes]
+            click.echo(f"interrupted; the stores are incomplete ({', '.join(map(str, stores))}); "
+                       "a re-run of the same command resumes", err=True)
+            ctx.exit(INTERRUPTED)
         except Exception as error:
             known = missing_extra(error, ctx.invoked_subcommand) or user_error(error)
             if known is None:
@@ -201,7 +241,24 @@ def manifest(dataset: str, raw_root: Path, out: Path, sheet: Path | None,
     except FileNotFoundError as error:  # the recipes' "no frames tree / no videos here"
         raise UserError(str(error), DATA) from error
     click.echo(json.dumps({k: counts[k] for k in ("clips_found", "clips_ok", "clips_excluded")}))
+    if overrides is not None:
+        click.echo(_overrides_note(overrides, dataset, counts), err=True)
     click.echo(f"report: {out / 'report.md'}")
+
+
+def _overrides_note(overrides: Path, dataset: str, counts: dict) -> str:
+    """How many of an overrides file's fixes named a clip of the dataset; a warning when
+    none did (most likely the file of another dataset, applied silently otherwise)."""
+    from mesti.datasets_manifest.overrides import load_overrides
+
+    total = len(load_overrides(overrides))
+    unmatched = int(counts.get("problems", {}).get("override_unknown_clip", 0))
+    matched = total - unmatched
+    if total and not matched:
+        return (f"warning: {overrides}: none of its {total} fixes names a {dataset} clip "
+                "(an overrides file of another dataset?); nothing was corrected")
+    return f"{overrides}: {matched} of {total} fixes matched a {dataset} clip" + (
+        f"; {unmatched} name no clip (see the report)" if unmatched else "")
 
 
 def cluster_options(command):
@@ -257,6 +314,9 @@ def _cluster(scheduler, scheduler_file, workers, progress, jobqueue, jobs):
     """The cluster options; unusable ones fail here, before a stage opens its store."""
     from mesti.pipeline.run import ClusterOptions, dask_client, jobqueue_cluster
 
+    context = click.get_current_context()  # the stage's: what Ctrl-C leaves incomplete
+    context.meta["mesti.stores"] = [context.params[name] for name in
+                                    STORE_WRITERS.get(context.info_name or "", ())]
     cluster = ClusterOptions(scheduler, scheduler_file, workers, progress, jobqueue, jobs)
     if scheduler or scheduler_file:
         with dask_client(cluster):
@@ -419,6 +479,7 @@ def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tupl
     from mesti.train.inputs import MODEL_CONFIGS
     from mesti.train.run import TrainConfig, compare_modalities, run_training
 
+    click.get_current_context().meta["mesti.run"] = out_dir  # named if Ctrl-C stops it
     config = _config(TrainConfig, params, "train")
     if model:
         config = replace(config, model=model)
@@ -453,8 +514,15 @@ def predict(stores: tuple[str, ...], run_dir: Path, out_csv: Path | None) -> Non
     folder of a several-seed run). Says whether the result equals RUN_DIR/predictions.csv
     byte for byte.
     """
+    from mesti.train.compare import RunFolderError, check_finished
     from mesti.train.determinism import cpu_pinning, pin_process
 
+    try:
+        check_finished(run_dir)
+    except RunFolderError as error:
+        raise UserError(str(error), USAGE) from error
+    for location in stores:
+        _require_store(location, "modalities", "mesti predict").close()
     cpu = _run_determinism(run_dir).get("cpu", {})
     if cpu.get("pinned"):  # the kernels the run trained with, so another CPU agrees
         pin_process()
@@ -481,10 +549,12 @@ def predict(stores: tuple[str, ...], run_dir: Path, out_csv: Path | None) -> Non
 def compare(runs: tuple[Path, ...], out_md: Path | None) -> None:
     """One table of finished training RUNS (folders written by `mesti train`): model, stores,
     protocol and the pooled UF1, UAR, ACC and WF1."""
-    from mesti.train.compare import runs_table
+    from mesti.train.compare import RunFolderError, runs_table
 
     try:
         table = runs_table(list(runs))
+    except RunFolderError as error:
+        raise UserError(str(error), USAGE) from error
     except (OSError, ValueError, KeyError) as error:
         raise click.ClickException(str(error)) from error
     if out_md:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
@@ -44,7 +46,13 @@ def load_section(cls: type[T], params: Path | None, section: str) -> T:
     if not isinstance(values, dict):
         raise ParamsError(f"{path} [{section}]: expected a mapping of knobs, "
                           f"got a {type(values).__name__}")
-    return from_mapping(cls, values, f"{path} [{section}]")
+    try:
+        return from_mapping(cls, values, f"{path} [{section}]")
+    except ParamsError as error:
+        if path.name != "params.yaml":
+            raise
+        raise ParamsError(f"{error} (params.yaml holds this value; after a failed "
+                          "`dvc exp run -S`, DVC leaves the -S value there)") from error
 
 
 def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
@@ -63,4 +71,34 @@ def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
     try:
         return cls(**values)
     except ValueError as error:  # the config's own range checks (__post_init__)
-        raise ParamsError(f"{where}: {error}") from error
+        raise ParamsError(f"{where}: {explain(str(error), values)}") from error
+
+
+def one_of(knob: str, choices: Iterable[object]) -> str:
+    """A config rule's name for "``knob`` is one of ``choices``", as :func:`explain` reads it
+    (use it as the key of a ``__post_init__`` check)."""
+    return f"{knob} in {{{', '.join(map(str, choices))}}}"
+
+
+_RULES = re.compile(r"^(?P<head>.*?: )?(?P<rules>.+) must hold$")
+_CHOICE = re.compile(r"^(?P<knob>\w+) in \{(?P<choices>.*)\}$")
+
+
+def explain(message: str, values: dict[str, Any]) -> str:
+    """A config's "RULE, RULE must hold" message with the value each knob holds: a choice
+    rule (:func:`one_of`) says the value and the choices, any other rule the values of the
+    knobs it names. Other messages pass unchanged."""
+    match = _RULES.match(message)
+    if not match:
+        return message
+    parts = []
+    for rule in re.split(r", (?![^{]*\})", match["rules"]):
+        choice = _CHOICE.match(rule)
+        if choice and choice["knob"] in values:
+            parts.append(f"{choice['knob']} is {values[choice['knob']]!r}; it must be one of "
+                         f"{choice['choices']}")
+            continue
+        given = [f"{k} is {values[k]!r}" for k in re.findall(r"[A-Za-z_]\w*", rule)
+                 if k in values]
+        parts.append(f"{rule} must hold" + (f" ({', '.join(given)})" if given else ""))
+    return (match["head"] or "") + "; ".join(parts)

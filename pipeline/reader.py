@@ -241,6 +241,32 @@ def _transient_cause(error: BaseException | None) -> BaseException | None:
     return None
 
 
+def _http_refusal(error: BaseException | None) -> tuple[int, str, str] | None:
+    """(status, reason, URL) of a server's 4xx answer somewhere in ``error``'s chain."""
+    seen = 0
+    while error is not None and seen < 10:
+        status = getattr(error, "status", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            url = getattr(getattr(error, "request_info", None), "real_url", "") or ""
+            return status, str(getattr(error, "message", "") or ""), str(url)
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def _refused(location: str, what: str, error: BaseException,
+             ranged: bool = False) -> StoreError | None:
+    """A one-line error for a server that answered a read with a 4xx status (its status
+    and URL, never the body), or None when ``error`` is not one."""
+    refusal = _http_refusal(error)
+    if refusal is None:
+        return None
+    status, reason, url = refusal
+    hint = (" to a range request (reading a part of a file); serve the store with a server "
+            "that honours ranges (nginx, Apache, S3, ...)") if ranged else ""
+    return StoreError(f"{location}: reading {what}: the server answered HTTP {status}"
+                      f"{' ' + reason if reason else ''}{hint} ({url or 'URL unknown'})")
+
+
 def _give_up(location: str, what: str, tries: int, limits: ReadLimits,
              error: BaseException) -> StoreError:
     error = _transient_cause(error) or error
@@ -256,13 +282,17 @@ class PatientStore(FsspecStore):
     limits: ReadLimits = ReadLimits()
     location: str = ""
 
-    async def _patiently(self, what: str, call):
+    async def _patiently(self, what: str, call, ranged: bool = False):
         tries = self.limits.url_retries + 1
         for attempt in range(tries):
             try:
                 return await call()
             except Exception as error:
                 if not _transient(error):
+                    refused = None if isinstance(error, FileNotFoundError) else \
+                        _refused(self.location, what, error, ranged)  # a 404: key absent
+                    if refused is not None:
+                        raise refused from None
                     raise
                 if attempt + 1 == tries:
                     raise _give_up(self.location, what, tries, self.limits, error) from error
@@ -271,7 +301,8 @@ class PatientStore(FsspecStore):
 
     async def get(self, key, prototype, byte_range=None):
         return await self._patiently(key, lambda: FsspecStore.get(self, key, prototype,
-                                                                  byte_range))
+                                                                  byte_range),
+                                     ranged=byte_range is not None)
 
     async def exists(self, key):
         return await self._patiently(key, lambda: FsspecStore.exists(self, key))
@@ -307,6 +338,13 @@ def _open_url(location: str, limits: ReadLimits) -> FsspecStore:
                              "pip install 'mesti-mer[cloud]')") from error
         except Exception as error:
             if not _transient(error):
+                refused = _refused(location, "the store", error)
+                if refused is not None:
+                    raise refused from None
+                if isinstance(error, FileNotFoundError) and \
+                        url.split("::")[-1].lower().startswith(("http://", "https://")):
+                    raise StoreError(f"{location}: cannot open: the server answered HTTP 404 "
+                                     "Not Found (no such file there)") from None
                 if isinstance(error, (OSError, ValueError, zipfile.BadZipFile)):
                     raise StoreError(f"{location}: cannot open: {error}") from error
                 raise
@@ -454,11 +492,22 @@ class Store:
 
     def frames(self, clip_id: str) -> np.ndarray:
         """Aligned, equalised frames (T, S, S, 3) uint8 of a faces store."""
+        self._require_kind("faces", "frames", "sequence(clip_id)['frames']")
         return self.array(clip_id, "frames")[...]
 
     def landmarks(self, clip_id: str) -> np.ndarray:
         """Onset face-mesh landmarks (468, 2) in crop pixels of a faces store."""
+        self._require_kind("faces", "landmarks", "sequence(clip_id)['landmarks']")
         return self.array(clip_id, "landmarks")[...]
+
+    def _require_kind(self, kind: str, method: str, sequences_way: str) -> None:
+        """A clear error when a reading method meets a store of another kind."""
+        if self.kind == kind:
+            return
+        instead = {"modalities": "image(clip_id, name) and images(name)",
+                   "sequences": sequences_way}.get(self.kind, "")
+        raise StoreError(f"{self.location}: a {self.kind} store; {method}() reads a {kind} "
+                         f"store" + (f" (this one is read with {instead})" if instead else ""))
 
     def sequence(self, clip_id: str) -> dict[str, np.ndarray]:
         """A sequences store's arrays of one clip by name: frames (P, T, S, S) uint8,
@@ -622,6 +671,26 @@ class Store:
         if name not in self.names:
             raise KeyError(f"{self.location}: no image {name!r}; has {self.names}")
         return self.names.index(name)
+
+    def xarray(self, clip_id: str):  # -> xarray.Dataset (xarray is imported here only)
+        """One clip as a lazy xarray Dataset: its arrays with their dimension names and the
+        clip's attributes; a modality store's ``image`` dimension has the image names as its
+        coordinate, so ``view.images.sel(image="mesti")`` picks one image by name.
+
+        Each array passes the reader's checks (numeric, the layout's codecs, declared sizes
+        within the limits) before xarray opens the group.
+        """
+        import xarray
+
+        if clip_id not in self.clip_ids:
+            raise KeyError(f"{self.location}: no clip {clip_id!r}")
+        for name in self.root[f"clips/{clip_id}"].array_keys():
+            self.array(clip_id, name)
+        view = xarray.open_zarr(self._store, group=f"clips/{clip_id}", consolidated=False,
+                                zarr_format=3)
+        if self.kind == "modalities" and "image" in view.dims:
+            view = view.assign_coords(image=self.names)
+        return view
 
 
 def declared_problem(array: zarr.Array, limits: ReadLimits) -> str | None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -480,7 +482,56 @@ def dask_client(cluster: ClusterOptions) -> Iterator:
                if k != "MALLOC_TRIM_THRESHOLD_"}
     settings = {"distributed.scheduler.worker-saturation": 1.0,
                 "distributed.nanny.pre-spawn-environ": environ}
-    with dask.config.set(settings), \
+    quiet = _QuietShutdown()
+    with dask.config.set(settings), quiet, \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                         dashboard_address=None) as local, Client(local) as client:
-        yield client
+                         dashboard_address=None, preload=[__name__]) as local, \
+            Client(local) as client:
+        try:
+            yield client
+        except KeyboardInterrupt:
+            quiet.now()  # stopping busy workers is expected now, not worth a warning
+            raise
+
+
+class _QuietShutdown:
+    """Keeps Dask's warnings about workers stopped mid-task out of an interrupted run's
+    output (the caller says what state the stores are in), restoring the level after."""
+
+    def __enter__(self) -> _QuietShutdown:
+        self.logger = logging.getLogger("distributed")
+        self.level = self.logger.level
+        return self
+
+    def now(self) -> None:
+        self.logger.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.setLevel(self.level)
+
+
+class _QuietWhenClosing(logging.Filter):
+    """Drops a worker's log lines once it is being stopped: a stopped run cancels its tasks
+    and closes the scheduler under busy workers, and what they say then is no news."""
+
+    def __init__(self, worker: object):
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(getattr(self.worker, "status", None), "name", "")
+        return status not in ("closing", "closed", "closing_gracefully", "failed")
+
+
+def dask_setup(worker: object) -> None:
+    """Dask's preload hook (this module is each LocalCluster worker's preload), run in every
+    worker process as it starts, a restarted one too.
+
+    Ctrl-C in a terminal reaches every process of its group: the workers ignore it, and the
+    parent alone stops the run and says what state the stores are in, instead of each worker
+    dying with its own traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet = _QuietWhenClosing(worker)
+    for handler in {*logging.getLogger("distributed").handlers, *logging.getLogger().handlers}:
+        handler.addFilter(quiet)

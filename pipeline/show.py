@@ -26,6 +26,7 @@ LABELS = {"mesti": "MESTI", "mesti_proximity": "MESTI (proximity)",
           "flow_uvs": "flow, onset to apex",
           "flow_uvs_offset": "flow, apex to offset",
           "active_image": "active image"}
+STORE_HOLDS = {"faces": "aligned face frames", "sequences": "sampled frame sequences"}
 FLOW_SCALE = "flow magnitude, pixels (hue: direction)"
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 # date-free metadata and fixed SVG element ids, so a figure is byte-identical run to run
@@ -72,10 +73,7 @@ def find_faces(pooled: Store, faces: str | Path | None,
                              "content key the pooled clip was made from")
         return store, None
     source = str(pooled.attrs.get("source", ""))
-    candidates = [source] if source else []
-    if source and "://" not in pooled.location:
-        beside = Path(pooled.location).parent / Path(source).name
-        candidates += [str(beside)] if str(beside) != source else []
+    candidates = _faces_candidates(pooled.location, source)
     for candidate in candidates:
         try:
             store = open_store(candidate)
@@ -87,6 +85,25 @@ def find_faces(pooled: Store, faces: str | Path | None,
     return None, (f"faces store {source or '(none recorded)'} not found (tried "
                   f"{', '.join(candidates) or 'nothing'}): drew the pooled images only; "
                   "give --faces STORE to draw the onset, apex and offset crops")
+
+
+def _faces_candidates(location: str, source: str) -> list[str]:
+    """Where a modality store's faces store may be: its recorded ``source`` as written,
+    relative to the store's folder, and beside the store under the same name, as a folder
+    or as an exported zip (a received pair of stores, a zip or a URL among them)."""
+    if not source:
+        return []
+    name = source.rstrip("/").rsplit("/", 1)[-1]
+    stem = name[:-len(".zip")] if name.endswith(".zip") else name.removesuffix(".zarr")
+    beside_names = [name, f"{stem}.zip", f"{stem}.zarr.zip"]
+    if "://" in location or "::" in location:
+        folder = location.split("?")[0].rsplit("/", 1)[0]
+        found = [source, *(f"{folder}/{n}" for n in beside_names)]
+    else:
+        folder = Path(location).parent
+        relative = [] if Path(source).is_absolute() else [source]
+        found = [source, *(str(folder / n) for n in [*relative, *beside_names])]
+    return list(dict.fromkeys(found))
 
 
 def clip_figure(pooled: Store, clip_id: str, images: tuple[str, ...],
@@ -167,6 +184,11 @@ def show_clip(modalities: str | Path, clip_id: str, out: Path, faces: str | Path
     """Write a clip's figure to ``out`` (PNG, PDF or SVG); the path and a note when the faces
     store was not found and the crops were left out."""
     with open_store(modalities) as pooled:
+        if pooled.kind != "modalities":
+            raise StoreError(f"{modalities}: is a {pooled.kind} store (it holds "
+                             f"{STORE_HOLDS.get(pooled.kind, 'no pooled images')}); mesti show "
+                             "draws a clip of a modality store (give the faces store with "
+                             "--faces)")
         if clip_id not in pooled.clip_ids:
             raise ValueError(f"{modalities}: no clip {clip_id!r}")
         faces_store, note = find_faces(pooled, faces, clip_id)

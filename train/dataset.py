@@ -29,13 +29,37 @@ from .data import THREE_CLASSES, to_tensor
 LABEL_FIELDS = ("label3", "label5", "emotion")
 
 
+def full_classes(datasets: list[str], labels: str) -> list[str] | None:
+    """The protocol's class list for the label field ``labels`` over ``datasets``: label3's
+    three classes; label5's five, or every emotion, of the datasets' recipes (sorted); None
+    where a recipe has no such list or the datasets' lists differ (a composite's 5 classes
+    need a label mapping: the trainer's ``label_mapping``)."""
+    if labels == "label3":
+        return list(THREE_CLASSES)
+    from mesti.datasets_manifest import RECIPES
+
+    lists = set()
+    for dataset in datasets:
+        recipe = RECIPES.get(dataset)
+        mapping = None if recipe is None else (
+            set(recipe.LABELS.five.values()) if labels == "label5" else set(recipe.LABELS.known))
+        if not mapping:
+            return None
+        lists.add(tuple(sorted(mapping)))
+    return list(lists.pop()) if len(lists) == 1 else None
+
+
 class MestiDataset(torch.utils.data.Dataset):
     """The clips of a modality store that carry a ``labels`` label: (image, class index).
 
     ``store`` is a directory, a zip file or a URL (or an open store, whose location is used).
     ``image`` is one of the store's image names (``mesti``, ``dynamic_raw``, ...).
     ``labels`` is the label field: ``label3`` (negative, positive, surprise), ``label5`` or
-    ``emotion`` (the classes present, sorted). ``protocol`` (``loso``, ``holdout`` or
+    ``emotion``. ``classes`` fixes the class list (its order gives the indices); by default
+    it is the protocol's full list, the same for every store of a dataset whichever labels
+    its clips happen to carry: label3's three classes, label5's five and every emotion of
+    the store's dataset as its recipe maps them (:func:`full_classes`); the classes present
+    only where the recipe has no such list. ``protocol`` (``loso``, ``lodo``, ``holdout`` or
     ``cross:<train dataset>-><test dataset>``) gives ``folds`` as the trainer splits them.
     Without ``transform`` an item's image is a float tensor (3, S, S) in -1..1, as the
     trainer feeds the network; with it, ``transform`` gets the uint8 (S, S, 3) array.
@@ -47,7 +71,8 @@ class MestiDataset(torch.utils.data.Dataset):
 
     def __init__(self, store: str | Path | Store, image: str = "mesti", labels: str = "label3",
                  protocol: str | None = None,
-                 transform: Callable[[np.ndarray], Any] | None = None):
+                 transform: Callable[[np.ndarray], Any] | None = None,
+                 classes: list[str] | None = None):
         if labels not in LABEL_FIELDS:
             raise ValueError(f"labels must be one of {LABEL_FIELDS}, not {labels!r}")
         self.location = store.location if isinstance(store, Store) else str(store)
@@ -67,8 +92,9 @@ class MestiDataset(torch.utils.data.Dataset):
             raise ValueError(f"{self.location}: no clip has a {labels!r} label")
         self.index = index
         names = list(index[labels])
-        self.classes: list[str] = (list(THREE_CLASSES) if labels == "label3"
-                                   else sorted(set(names)))
+        self.classes: list[str] = (list(classes) if classes is not None else
+                                   full_classes(sorted(set(index["dataset"].astype(str))),
+                                                labels) or sorted(set(names)))
         unknown = sorted(set(names) - set(self.classes))
         if unknown:
             raise ValueError(f"{self.location}: {labels} values {unknown} are not among "
@@ -116,6 +142,8 @@ class MestiDataset(torch.utils.data.Dataset):
         """The folds the trainer uses for ``protocol`` with its default settings."""
         if protocol == "loso":
             return protocols.loso(self.groups)
+        if protocol == "lodo":
+            return protocols.lodo(self.datasets)
         if protocol == "holdout":
             from .run import TrainConfig  # the trainer's default fraction and seed
 
@@ -124,5 +152,5 @@ class MestiDataset(torch.utils.data.Dataset):
         if protocol.startswith("cross:") and "->" in protocol:
             train_on, test_on = protocol.removeprefix("cross:").split("->", 1)
             return protocols.cross(self.datasets, train_on, test_on)
-        raise ValueError(f"protocol must be loso, holdout or cross:<train>-><test>, "
+        raise ValueError(f"protocol must be loso, lodo, holdout or cross:<train>-><test>, "
                          f"not {protocol!r}")

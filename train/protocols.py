@@ -28,6 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class ProtocolError(ValueError):
+    """A protocol the stores cannot support (a fold without training clips, a dataset named
+    by ``cross`` that no store holds): a user's mistake, reported in one line."""
+
+
 @dataclass(frozen=True)
 class Fold:
     name: str
@@ -57,15 +62,17 @@ def lodo(datasets: np.ndarray) -> list[Fold]:
     empty = np.array([], np.int64)
     return require_training([
         Fold(f"lodo:{d}", np.flatnonzero(datasets != d), np.flatnonzero(datasets == d), empty)
-        for d in sorted(set(datasets))])
+        for d in sorted(set(datasets))],
+        f"lodo needs stores of two or more datasets; these hold {sorted(set(datasets))}")
 
 
-def require_training(folds: list[Fold]) -> list[Fold]:
+def require_training(folds: list[Fold], why: str = "one subject, or one dataset, in the "
+                     "stores") -> list[Fold]:
     """The folds, unless one has no training clip (a protocol run on too little data)."""
     for fold in folds:
         if not len(fold.train):
-            raise ValueError(f"fold {fold.name} has no training clip: every clip belongs to "
-                             f"its test side (one subject, or one dataset, in the stores)")
+            raise ProtocolError(f"fold {fold.name} has no training clip: every clip belongs to "
+                                f"its test side ({why})")
     return folds
 
 
@@ -97,9 +104,14 @@ def holdout(labels: np.ndarray, test_fraction: float, seed: int,
 def cross(datasets: np.ndarray, train_on: str, test_on: str) -> list[Fold]:
     train = np.flatnonzero(datasets == train_on)
     test = np.flatnonzero(datasets == test_on)
-    if not len(train) or not len(test):
-        raise ValueError(f"cross needs clips of both {train_on!r} and {test_on!r}; "
-                         f"have {sorted(set(datasets))}")
+    if not train_on or not test_on:
+        raise ProtocolError("protocol cross needs train.train_on and train.test_on (dataset "
+                            f"names); the stores hold {sorted(set(datasets))}")
+    missing = [name for name, rows in ((train_on, train), (test_on, test)) if not len(rows)]
+    if missing:
+        raise ProtocolError(f"fold {train_on}->{test_on}: no clip of {' or '.join(missing)} in "
+                            f"the stores (they hold {sorted(set(datasets))}); cross needs "
+                            "clips of both train.train_on and train.test_on")
     return [Fold(f"{train_on}->{test_on}", train, test, np.array([], np.int64))]
 
 
@@ -107,7 +119,8 @@ def with_validation(fold: Fold, subjects: np.ndarray, fraction: float, seed: int
     """Move a random ``fraction`` of the fold's training subjects (at least one) to validation."""
     train_subjects = sorted(set(subjects[fold.train]))
     if len(train_subjects) < 2:
-        raise ValueError(f"fold {fold.name}: too few training subjects for a validation split")
+        raise ProtocolError(f"fold {fold.name}: too few training subjects for a validation "
+                            "split")
     rng = np.random.default_rng(seed)
     count = max(1, round(fraction * len(train_subjects)))
     chosen = set(rng.choice(train_subjects, size=count, replace=False))

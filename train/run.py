@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mesti.params import one_of
+
 from . import clip_lists, figures, protocols, report
+from .compare import UNFINISHED
 from .data import (
     EXPANSION,
     LABEL_MAPPINGS,
@@ -79,20 +82,25 @@ class TrainConfig:
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "switches", dict(self.switches))
         checks = {
-            "protocol": self.protocol in protocols.SUBJECT_INDEPENDENT,
-            "model": self.model in MODELS,
-            "labels": self.labels in (3, 5),
-            "variant": self.variant in VARIANTS,
-            "switches": set(self.switches) <= set(SWITCHES),
-            "seeds": all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
-            and len(set(self.seeds)) == len(self.seeds),
-            "clip_list": self.clip_list in clip_lists.NAMES,
-            "label_mapping": self.label_mapping in LABEL_MAPPINGS,
-            "augment": self.augment in ("online", "expand"),
-            "selection": self.selection in ("last", "validation"),
-            "device": self.device in ("auto", "cpu", "cuda"),
-            "on_bad_clip": self.on_bad_clip in ("skip", "stop"),
-            "holdout_split": self.holdout_split in protocols.HOLDOUT_SPLITS,
+            one_of("protocol", protocols.SUBJECT_INDEPENDENT):
+                self.protocol in protocols.SUBJECT_INDEPENDENT,
+            one_of("model", MODELS): self.model in MODELS,
+            one_of("labels", (3, 5)): self.labels in (3, 5),
+            one_of("variant", VARIANTS): self.variant in VARIANTS,
+            f"switches' names among {{{', '.join(SWITCHES)}}}":
+                set(self.switches) <= set(SWITCHES),
+            "seeds distinct integers":
+                all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
+                and len(set(self.seeds)) == len(self.seeds),
+            one_of("clip_list", clip_lists.NAMES): self.clip_list in clip_lists.NAMES,
+            one_of("label_mapping", LABEL_MAPPINGS): self.label_mapping in LABEL_MAPPINGS,
+            one_of("augment", ("online", "expand")): self.augment in ("online", "expand"),
+            one_of("selection", ("last", "validation")):
+                self.selection in ("last", "validation"),
+            one_of("device", ("auto", "cpu", "cuda")): self.device in ("auto", "cpu", "cuda"),
+            one_of("on_bad_clip", ("skip", "stop")): self.on_bad_clip in ("skip", "stop"),
+            one_of("holdout_split", protocols.HOLDOUT_SPLITS):
+                self.holdout_split in protocols.HOLDOUT_SPLITS,
             "threads >= 0 (>= 1 when deterministic)": self.threads >= int(self.deterministic),
             "input_size >= 16": self.input_size >= 16,
             "epochs >= 1": self.epochs >= 1,
@@ -120,16 +128,18 @@ def run_training(stores: list[str], out: Path, config: TrainConfig, progress: bo
     if len(config.seeds) <= 1:
         seed = config.seeds[0] if config.seeds else config.seed
         return _train_once(stores, out, replace(config, seed=seed), progress, model_config)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / UNFINISHED).write_text("mesti train is writing this run; removed when it ends\n")
     runs = [_train_once(stores, out / f"seed_{s}", replace(config, seed=s, seeds=()),
                         progress, model_config) for s in config.seeds]
     metrics = report.aggregate_seeds(runs, list(config.seeds))
-    out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(
         {"config": asdict(config), "stores": [str(s) for s in stores],
          "seed_runs": [f"seed_{s}" for s in config.seeds]}, indent=2) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "report.md").write_text(report.markdown(metrics, f"{config.variant} on "
                                                    f"{', '.join(map(str, stores))}"))
+    (out / UNFINISHED).unlink()
     return metrics
 
 
@@ -176,6 +186,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
     folds = _folds(table, config)
     y = torch.from_numpy(table.labels)
     out.mkdir(parents=True, exist_ok=True)
+    (out / UNFINISHED).write_text("mesti train is writing this run; removed when it ends\n")
     run_log = RunLog(out, config, len(folds), progress)
     probabilities = np.zeros((len(table.labels), len(table.classes)))
     fold_of = np.full(len(table.labels), "", dtype=object)
@@ -234,6 +245,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
     figures.write_run_figures(out, table, probabilities, metrics, maps, config)
     metrics["seconds"] = run_log.finish(metrics)  # in run.timing.json, not metrics.json
+    (out / UNFINISHED).unlink()
     return metrics
 
 
