@@ -7,6 +7,11 @@ when a device is present: one warm-up step, then ``--repeats`` runs of ``--steps
 each model's real training step (forward, its full loss, backward, Adam) on random inputs of
 the shapes the sample's params give (sections ``train``, ``sequences``, ``fdp``, ``mol``);
 the median run. The benchmark's MEGANet rows (``bench.run``, item 7) use the same function.
+
+MOL gets a second row at its published preset and input (8 x 128 x 128 crops of 144-px
+frames): on the CPU one step of 2 clips after a warm-up (a step of the published batch of
+32 takes minutes there), on CUDA the published batch of 32. Its epoch time follows from the
+rate: an epoch is (phase clips x 5 random crops) / rate seconds.
 """
 
 from __future__ import annotations
@@ -120,7 +125,7 @@ def _shape(model: str, settings: dict) -> str:
     if model == "fdp":
         return f"clips 8x{config.size}x{config.size}"
     return (f"clips 8x{config.size}x{config.size} (crop {config.crop} of "
-            f"{settings['input_size']})")
+            f"{settings['input_size']}), preset {config.preset}")
 
 
 def main() -> None:
@@ -141,6 +146,22 @@ def main() -> None:
                                      repeats=args.repeats) for d in devices]
         print(f"| {model} | {_shape(model, settings)} | {settings['batch_size']} | "
               + " | ".join(f"{r:.1f}" for r in rates) + " |", flush=True)
+    published_mol(devices)
+
+
+def published_mol(devices: list[str]) -> None:
+    """MOL's published preset: one CPU step of 2 clips, the published batch of 32 on CUDA."""
+    from mesti.train.inputs import MOLConfig
+
+    for device in devices:
+        batch = 2 if device == "cpu" else 32
+        config = MOLConfig(batch_size=batch)
+        settings = {"input_size": 144, "batch_size": batch, "model_config": config}
+        rate = training_throughput(**settings, steps=1 if device == "cpu" else 5, model="mol",
+                                   device=device, repeats=1 if device == "cpu" else 3)
+        cells = ["" if d != device else f"{rate:.1f}" for d in devices]
+        print(f"| mol | {_shape('mol', settings)} | {batch} | " + " | ".join(cells) + " |",
+              flush=True)
 
 
 if __name__ == "__main__":
