@@ -64,9 +64,9 @@ def test_each_stage_has_the_published_shape(model) -> None:
         "first": (pairs, 128, 16, 16), "second": (pairs, 128, 16, 16),
         "mer_conv": (1, 32, 8, 8, 10),           # (B, C, s, s, 2 (T - 1)) -> Conv3d (2, 2, 5)
         "mer_pool": (1, 32, 4, 4, 5), "mer_fc1": (1, 256),
-        "flow_conv3": (pairs, 256, 16, 16),      # each frame of the pairs, own encoder
+        "flow_conv3": (8, 256, 16, 16),          # its own encoder, once per frame
         "flow_conv3_1": (pairs, 256, 16, 16),    # after 32 + 441 + 256 input channels
-        "flow_conv6": (pairs, 1024, 2, 2), "flow": (pairs, 2, 128, 128),
+        "flow_conv6": (pairs, 1024, 2, 2), "flow": (1, pairs, 2, 128, 128),
         "landmark_conv": (pairs, 32, 14, 14), "landmarks": (pairs, 68, 2),
     }
     assert {k: tuple(v.shape) for k, v in out.items()} == {
