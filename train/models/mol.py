@@ -28,11 +28,14 @@ A clip (B, T, S, S) of grey frames, read as T - 1 pairs of consecutive frames:
 Differences from the published code, one row each (here; published; why; expected effect).
 Nothing else in the model differs:
 
-1. Crops. Here: faces aligned and cropped once per clip by this project (144 px, random 128
-   crops in training, the centre at test), histogram-equalised. Published: dlib detection and
-   alignment on every frame, tighter, no equalisation. Why: one crop per clip keeps the motion
-   the flow describes, and the stores serve all three models. Effect: other flows and
-   landmark targets; accuracy may move either way.
+1. Crops and targets. Here: faces aligned and cropped once per clip by this project (144 px,
+   random 128 crops in training, the centre at test; luma-equalised by default, faces knob
+   ``equalise``); 68 landmarks mapped from MediaPipe's mesh; the store's Dual TV-L1 flows of
+   the 144-px frames, cropped with them. Published: dlib detection, landmarks and alignment
+   on every frame, tighter, no equalisation; TV-L1 computed on each crop. Why: one crop per
+   clip keeps the motion the flow describes, and the stores serve all three models. Effect:
+   other inputs, flows and landmark targets (the pupil distance is defined alike: eye
+   centres of points 36-41 and 42-47); accuracy may move either way.
 2. Intensities. Here: -1..1 per clip. Published: the training set's mean subtracted, divided
    by its maximum. Why: no statistics of a training set to carry. Effect: a scale the first
    convolution absorbs; none expected.
