@@ -304,6 +304,8 @@ def test_mol_run_scores_phase_clips_by_default(stores, tmp_path: Path) -> None:
     with (tmp_path / "predictions.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == phases and rows[0]["clip_id"].endswith("_p0")
+    with (tmp_path / "folds.csv").open() as handle:
+        assert sum(int(r["test"]) for r in csv.DictReader(handle)) == phases
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["mol"]["preset"] == "small" and saved["mol"]["scoring"] == "clip"
     row = runs_table([tmp_path]).splitlines()[2].strip(" |").split(" | ")

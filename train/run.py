@@ -201,7 +201,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         fold_of[test] = name
         fold_scores = scores(scored.labels[test], p.argmax(1), len(table.classes))
         fold_rows.append({"fold": name, "train": len(fold.train), "validation":
-                          len(fold.validation), "test": len(fold.test), **fold_scores})
+                          len(fold.validation), "test": len(test), **fold_scores})
         if len(maps) < config.figure_clips and isinstance(
                 getattr(model, "input_attention", None), GradientAttention) and \
                 model.attention_position == "input":
