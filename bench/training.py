@@ -15,6 +15,18 @@ steps (off by default: a step takes about 110 s on two busy CPU cores). Each row
 the floating-point operations of one training step per sample (forward and backward,
 counted by PyTorch's FlopCounterMode on the meta device, so nothing runs). The benchmark's
 MEGANet rows (``bench.run``, item 7) use the same function.
+
+MOL gets a second row at its published preset and input (8 x 128 x 128 crops of 144-px
+frames, the published batch of 32). On CUDA it is timed. On a CPU a step takes minutes, so
+the rate is estimated: the step's floating-point operations (counted by PyTorch's
+FlopCounterMode on the meta device; 89 GFLOP per clip) over the CPU's rate on a dense
+1024 x 1024 float32 matrix product: an upper bound on the rate, far from what a CPU
+reaches (on a shared 2-core CPU the matmul rate was 22 GFLOP/s, 8 s for a step of 2 clips;
+the one timed step of 2 clips took 163 s). An epoch takes (phase clips x 5 random crops)
+/ rate seconds. Measured for reference on one H200 (fp32, torch 2.11, with the flow
+encoder still run twice per frame as published; it now runs once): 52 clips/s at batch 32
+(7.5 GiB), 54 at 128, so a fold's 1000 steps of 32 take about 10 minutes; the small preset
+at 32 px and batch 8 ran at 300 clips/s there.
 """
 
 from __future__ import annotations
@@ -165,7 +177,7 @@ def _shape(model: str, settings: dict) -> str:
     if model == "fdp":
         return f"clips 8x{config.size}x{config.size}"
     return (f"clips 8x{config.size}x{config.size} (crop {config.crop} of "
-            f"{settings['input_size']})")
+            f"{settings['input_size']}), preset {config.preset}")
 
 
 def main() -> None:
@@ -222,6 +234,59 @@ def main() -> None:
     if "cuda" not in devices:
         print("no CUDA device here: CPU only. For reference, on one H200 the published FDP "
               "trains at about 188 clips/s with batch 36 (issue 20).")
+    published_mol(devices)
+
+
+def published_mol(devices: list[str]) -> None:
+    """MOL's published preset at the published batch of 32: timed on CUDA, estimated from
+    its operation count on the CPU."""
+    from mesti.train.inputs import MOLConfig
+
+    config = MOLConfig()
+    settings = {"input_size": 144, "batch_size": config.batch_size, "model_config": config}
+    cells = []
+    for device in devices:
+        if device == "cpu":
+            cells.append(f"{cpu_matmul_flops() / published_mol_flops():.2f} (estimated)")
+        else:
+            rate = training_throughput(**settings, steps=5, model="mol", device=device,
+                                       repeats=3)
+            cells.append(f"{rate:.1f}")
+    gflop = published_mol_flops() / 1e9
+    print(f"| mol (preset published) | {_shape('mol', settings)} | {config.batch_size} | "
+          f"{gflop:.3g} | " + " | ".join(cells) + " |", flush=True)
+
+
+def published_mol_flops() -> float:
+    """Floating-point operations of one training clip (forward, loss, backward) of MOL's
+    published preset, counted without computing (meta device)."""
+    import torch
+    from mesti.train.losses import mol_loss
+    from mesti.train.models import mol
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = mol.build("mol", 3, preset="published")
+        x, flow = torch.zeros(1, 8, 128, 128), torch.zeros(1, 7, 2, 128, 128)
+        landmarks, distance = torch.zeros(1, 8, 68, 2), torch.ones(1, 8)
+        label = torch.zeros(1, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        mol_loss(model(x), label, flow, landmarks, distance, 0.5, 0.5).backward()
+    return float(counter.get_total_flops())
+
+
+def cpu_matmul_flops(side: int = 1024, repeats: int = 5) -> float:
+    """This CPU's float32 rate on a dense side x side matrix product (median of runs)."""
+    import torch
+
+    a, b = torch.rand(side, side), torch.rand(side, side)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - started)
+    return 2 * side ** 3 / statistics.median(times)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mesti.pipeline.reader import StoreError, open_store
+from mesti.train.compare import runs_table
 from mesti.train.inputs import (
     FDPConfig,
     MOLConfig,
     MOLInputs,
     load_inputs,
     load_sequences,
+    scored_rows,
     video_means,
 )
 from mesti.train.loop import predict
@@ -27,7 +29,7 @@ from mesti.train.run import TrainConfig, run_training
 from sequences_fake import sequences_store
 
 TINY_FDP = {"preset": "small", "size": 16, "drop_path": 0.0}  # no stochastic depth: memorises
-TINY_MOL = {"size": 16, "width": 8, "blocks": 1, "neighbours": 3, "max_displacement": 1}
+TINY_MOL = {"preset": "small", "size": 32, "neighbours": 3}
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device on this machine"))]
 
@@ -36,13 +38,13 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def direct_correlation(a: np.ndarray, b: np.ndarray, d: int) -> np.ndarray:
+def direct_correlation(a: np.ndarray, b: np.ndarray, d: int, stride: int = 1) -> np.ndarray:
     """The FlowNet correlation by its definition, one output value at a time."""
     n, c, h, w = a.shape
-    out = np.zeros((n, (2 * d + 1) ** 2, h, w))
+    steps = range(-d, d + 1, stride)
+    out = np.zeros((n, len(steps) ** 2, h, w))
     for i in range(n):
-        for k, (dy, dx) in enumerate((dy, dx) for dy in range(-d, d + 1)
-                                     for dx in range(-d, d + 1)):
+        for k, (dy, dx) in enumerate((dy, dx) for dy in steps for dx in steps):
             for y in range(h):
                 for x in range(w):
                     if 0 <= y + dy < h and 0 <= x + dx < w:
@@ -55,10 +57,12 @@ def direct_correlation(a: np.ndarray, b: np.ndarray, d: int) -> np.ndarray:
 def test_correlation_equals_the_direct_loop(device: str) -> None:
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 3, 5, 6)), rng.normal(size=(2, 3, 5, 6))
-    for d in (1, 2):
-        got = mol.correlation(torch.tensor(a, device=device), torch.tensor(b, device=device), d)
-        assert got.device.type == device
-        np.testing.assert_allclose(got.cpu().numpy(), direct_correlation(a, b, d), atol=1e-12)
+    for d, stride in ((1, 1), (2, 1), (4, 2), (20, 2)):  # (20, 2): the published range
+        got = mol.correlation(torch.tensor(a, device=device), torch.tensor(b, device=device), d,
+                              stride)
+        assert got.device.type == device and got.shape[1] == (2 * (d // stride) + 1) ** 2
+        np.testing.assert_allclose(got.cpu().numpy(), direct_correlation(a, b, d, stride),
+                                   atol=1e-12)
 
 
 def test_dynamic_image_target_is_on_the_published_uint8_scale() -> None:
@@ -76,9 +80,9 @@ def test_forward_shapes() -> None:
         out = fdp.build("fdp", 5, **TINY_FDP)(torch.randn(2, 8, 16, 16))
     assert out["logits"].shape == (2, 5) and out["reconstruction"].shape == (2, 1, 16, 16)
     assert 0 <= float(out["reconstruction"].min()) <= float(out["reconstruction"].max()) <= 1
-    out = mol.build("mol", 3, **TINY_MOL)(torch.randn(2, 8, 16, 16))
-    assert out["logits"].shape == (2, 3) and out["flow"].shape == (2, 7, 2, 16, 16)
-    assert out["landmarks"].shape == (2, 8, 68, 2)
+    out = mol.build("mol", 3, **TINY_MOL)(torch.randn(2, 8, 32, 32))
+    assert out["logits"].shape == (2, 3) and out["flow"].shape == (2, 7, 2, 32, 32)
+    assert out["landmarks"].shape == (2, 7, 68, 2)  # frames 1..7, the pairs' second frames
     with pytest.raises(ValueError, match="built for 8 frames"):
         fdp.build("fdp", 3, **TINY_FDP)(torch.randn(2, 6, 16, 16))
 
@@ -93,8 +97,8 @@ def fdp_batch() -> dict:
 
 def mol_batch() -> dict:
     torch.manual_seed(0)
-    return {"input": torch.rand(4, 8, 16, 16) * 2 - 1, "label": torch.tensor([0, 1, 2, 1]),
-            "flow": torch.randn(4, 7, 2, 16, 16), "landmarks": torch.rand(4, 8, 68, 2) * 16,
+    return {"input": torch.rand(4, 8, 32, 32) * 2 - 1, "label": torch.tensor([0, 1, 2, 1]),
+            "flow": torch.randn(4, 7, 2, 32, 32), "landmarks": torch.rand(4, 8, 68, 2) * 32,
             "pupil_distance": torch.full((4, 8), 5.0)}
 
 
@@ -104,7 +108,7 @@ def fdp_step_loss(model, batch):
 
 def mol_step_loss(model, batch):
     return mol_loss(model(batch["input"]), batch["label"], batch["flow"], batch["landmarks"],
-                    batch["pupil_distance"], 10.0, 0.1)
+                    batch["pupil_distance"], 0.5, 0.5)
 
 
 def train_steps(model, batch, loss_of, steps: int, lr: float = 3e-3) -> list[float]:
@@ -126,8 +130,12 @@ def test_loss_decreases_on_a_batch_it_can_memorise(name: str) -> None:
     if name == "fdp":
         model, batch, loss_of = fdp.build("fdp", 3, **TINY_FDP), fdp_batch(), fdp_step_loss
     else:
-        model, batch, loss_of = mol.build("mol", 3, **TINY_MOL), mol_batch(), mol_step_loss
-    losses = train_steps(model, batch, loss_of, 40, lr=1e-2 if name == "fdp" else 3e-3)
+        # no dropout: memorising is the point; the published loss sums over the batch and
+        # its landmark term (raw pixel coordinates) falls slowest, hence more steps
+        model, batch, loss_of = mol.build("mol", 3, dropout=0.0, **TINY_MOL), mol_batch(), \
+            mol_step_loss
+    losses = train_steps(model, batch, loss_of, 40 if name == "fdp" else 60,
+                         lr=1e-2 if name == "fdp" else 3e-3)
     assert losses[-1] < 0.5 * losses[0], losses
     model.eval()
     assert (model(batch["input"])["logits"].argmax(1) == batch["label"]).all()
@@ -229,8 +237,7 @@ def test_mol_training_crops_move_frames_flow_and_landmarks_together() -> None:
 
 
 def test_mol_prediction_is_one_row_per_video(stores) -> None:
-    config = MOLConfig(crop=32, size=16, train_crops=1, **{k: v for k, v in TINY_MOL.items()
-                                                            if k != "size"})
+    config = MOLConfig(crop=32, train_crops=1, scoring="video", **TINY_MOL)
     _, inputs = load_inputs(stores[:1], "mol", 3, config=config)
     model = inputs.build("mol", 3)
     probabilities = predict(model, inputs, torch.device("cpu"), 4, False)
@@ -247,8 +254,8 @@ def test_mol_prediction_is_one_row_per_video(stores) -> None:
 
 @pytest.mark.parametrize("model,section", [
     ("fdp", FDPConfig(preset="small", steps=3, batch_size=4, lr=1e-3, size=16)),
-    ("mol", MOLConfig(steps=3, batch_size=4, crop=32, size=16, train_crops=1, width=8,
-                      blocks=1, neighbours=3, max_displacement=1, flow=False)),
+    ("mol", MOLConfig(steps=3, batch_size=4, crop=32, train_crops=1, flow=False,
+                      scoring="video", **TINY_MOL)),
 ])
 def test_run_training_end_to_end(stores, tmp_path: Path, model, section) -> None:
     config = TrainConfig(model=model, figure_clips=2)
@@ -265,6 +272,46 @@ def test_run_training_end_to_end(stores, tmp_path: Path, model, section) -> None
     if model == "fdp":
         assert saved["fdp"]["preset"] == "small"
     assert not (tmp_path / "attention.png").exists()  # no gradient attention in fdp / mol
+
+
+def test_mol_clip_scoring_predicts_each_phase_clip(stores) -> None:
+    config = MOLConfig(crop=32, train_crops=1, **TINY_MOL)
+    assert config.scoring == "clip"  # the published evaluation is the default
+    table, inputs = load_inputs(stores[:1], "mol", 3, config=config)
+    model = inputs.build("mol", 3)
+    per_clip = predict(model, inputs, torch.device("cpu"), 4, False, pool=False)
+    samples = inputs.samples(train=False)
+    assert per_clip.shape == (len(samples), 3) == (18, 3)
+    np.testing.assert_allclose(video_means(per_clip, samples[:, 0], 9),
+                               predict(model, inputs, torch.device("cpu"), 4, False), rtol=1e-5)
+    scored, rows_of = scored_rows(table, inputs)
+    assert len(scored.labels) == 18
+    for v in (0, 4, 8):  # a video's rows are its phases, in sample order, with its label
+        rows = rows_of(np.array([v]))
+        np.testing.assert_array_equal(samples[rows], [[v, p] for p in range(len(rows))])
+        assert (scored.labels[rows] == table.labels[v]).all()
+        assert [str(c) for c in scored.clip_ids[rows]] == [
+            f"{table.clip_ids[v]}_p{p}" for p in range(len(rows))]
+    subset = np.array([7, 2])  # a fold's test videos, in fold order
+    np.testing.assert_array_equal(samples[rows_of(subset)][:, 1],
+                                  inputs[subset].samples(train=False)[:, 1])
+
+
+def test_mol_run_scores_phase_clips_by_default(stores, tmp_path: Path) -> None:
+    section = MOLConfig(steps=2, batch_size=4, crop=32, train_crops=1, flow=False, **TINY_MOL)
+    metrics = run_training(stores, tmp_path, TrainConfig(model="mol"), progress=False,
+                           model_config=section)
+    phases = 3 * (1 + 2 + 3) + 2 * (1 + 2 + 3)
+    assert metrics["clips"] == phases == sum(sum(row) for row in metrics["confusion"])
+    with (tmp_path / "predictions.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == phases and rows[0]["clip_id"].endswith("_p0")
+    with (tmp_path / "folds.csv").open() as handle:
+        assert sum(int(r["test"]) for r in csv.DictReader(handle)) == phases
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["mol"]["preset"] == "small" and saved["mol"]["scoring"] == "clip"
+    row = runs_table([tmp_path]).splitlines()[2].strip(" |").split(" | ")
+    assert row[1] == "mol (no flow)" and row[-1] == "small"  # the models table names it
 
 
 def test_sequence_models_refuse_other_stores(tmp_path: Path) -> None:

@@ -30,9 +30,10 @@ def check_finished(run: Path) -> Path:
 
 def runs_table(runs: list[Path]) -> str:
     """A row per run folder (``config.json`` and ``metrics.json`` of ``mesti train``): model,
-    its preset and ablation switches, protocol, stores, clips, folds and the pooled metrics."""
-    lines = ["| run | model | protocol | stores | clips | folds | UF1 | UAR | ACC | WF1 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    its ablation switches, protocol, stores, clips, folds, the pooled metrics and the
+    architecture preset that ran (``-`` for a model without presets)."""
+    lines = ["| run | model | protocol | stores | clips | folds | UF1 | UAR | ACC | WF1 | preset |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in map(check_finished, runs):
         saved = json.loads((Path(run) / "config.json").read_text())
         metrics = json.loads((Path(run) / "metrics.json").read_text())
@@ -49,5 +50,6 @@ def runs_table(runs: list[Path]) -> str:
         lines.append(f"| {Path(run).name} | {name} | {config['protocol']}, "
                      f"{config['labels']} classes | {stores} | {metrics['clips']} | "
                      f"{metrics['folds']} | {metrics['UF1']:.3f} | {metrics['UAR']:.3f} | "
-                     f"{metrics['ACC']:.3f} | {metrics['WF1']:.3f} |")
+                     f"{metrics['ACC']:.3f} | {metrics['WF1']:.3f} | "
+                     f"{(saved.get(model) or {}).get('preset', '-')} |")
     return "\n".join(lines) + "\n"

@@ -13,8 +13,9 @@ One adapter per model keeps the training loop one loop:
 
 A sample is one row (video, part): for MEGANet and FDP the part is 0, for MOL a phase.
 Prediction averages a video's sample probabilities (``video_means``), so a video with
-many phases still counts once in the metrics. An adapter indexed with video positions
-(``inputs[fold.test]``) is the same adapter restricted to those videos.
+many phases still counts once in the metrics; MOL with ``scoring: clip`` (its published
+evaluation) scores every phase clip instead (``scored_rows``). An adapter indexed with
+video positions (``inputs[fold.test]``) is the same adapter restricted to those videos.
 """
 
 from __future__ import annotations
@@ -73,29 +74,38 @@ class FDPConfig:
 
 @dataclass(frozen=True)
 class MOLConfig:
-    """Knobs of MOL (params.yaml section ``mol``); defaults are the published settings."""
+    """Knobs of MOL (params.yaml section ``mol``); defaults are the published settings
+    (CYF-cuber/MOL: README, main.py, train.py, test.py)."""
 
+    preset: str = "published"         # architecture sizes (train/models/mol.py PRESETS)
     crop: int = 128                   # crop side from the store's S (144)
     size: int = 128                   # network input side after the crop (resize if smaller)
     train_crops: int = 5              # random crops per phase clip and epoch in training
     steps: int = 1000
     batch_size: int = 32
     lr: float = 1e-4
-    weight_decay: float = 0.0
+    weight_decay: float = 1e-3        # decoupled (AdamW), as published
+    optimiser: str = "adamw"          # adamw (published) or adam (L2 in the gradient)
     flow: bool = True                 # false: ablation without the flow head
     landmarks: bool = True            # false: ablation without the landmark head
-    flow_weight: float = 10.0
-    landmark_weight: float = 0.1
-    width: int = 64
-    blocks: int = 2
-    neighbours: int = 4               # k of the CCC's kNN graph over channels
-    max_displacement: int = 4         # correlation range in feature pixels
+    flow_weight: float = 0.5
+    landmark_weight: float = 0.5
+    neighbours: int = 4               # k of the CCC's kNN graph
+    scoring: str = "clip"             # clip: each phase clip scored (published); video: mean
+
+    def __post_init__(self) -> None:
+        if self.preset not in mol_model.PRESETS:
+            raise ValueError(f"mol.preset {self.preset!r} is not one of "
+                             f"{', '.join(mol_model.PRESETS)}")
+        if self.scoring not in ("clip", "video"):
+            raise ValueError(f"mol.scoring {self.scoring!r} is not clip or video")
+        if self.optimiser not in ("adam", "adamw"):
+            raise ValueError(f"mol.optimiser {self.optimiser!r} is not adam or adamw")
 
     def build(self, num_classes: int, frames: int = 8) -> nn.Module:
-        return mol_model.MOL(num_classes, frames=frames, size=self.size, width=self.width,
-                             blocks=self.blocks, neighbours=self.neighbours,
-                             max_displacement=self.max_displacement, flow=self.flow,
-                             landmarks=self.landmarks)
+        return mol_model.build("mol", num_classes, preset=self.preset, frames=frames,
+                               size=self.size, neighbours=self.neighbours, flow=self.flow,
+                               landmarks=self.landmarks)
 
 
 MODEL_CONFIGS = {"fdp": FDPConfig, "mol": MOLConfig}
@@ -110,6 +120,27 @@ def video_means(probabilities: np.ndarray, videos: np.ndarray, n_videos: int) ->
     if (counts == 0).any():
         raise ValueError(f"videos without a sample: {np.flatnonzero(counts == 0).tolist()}")
     return sums / counts[:, None]
+
+
+def scored_rows(table: ClipTable, inputs: Inputs | None
+                ) -> tuple[ClipTable, Callable[[np.ndarray], np.ndarray]]:
+    """The rows a run scores and writes, and a map from video positions to their rows.
+
+    Per video (MEGANet, FDP, MOL with ``scoring: video``): the table itself. MOL with
+    ``scoring: clip`` (published): one row per phase clip, the video's row repeated with
+    ``_p<phase>`` appended to its clip id, in the order ``samples(train=False)`` and
+    ``predict(..., pool=False)`` give them."""
+    if not (isinstance(inputs, MOLInputs) and inputs.config.scoring == "clip"):
+        return table, lambda videos: np.asarray(videos)
+    phases = np.array([len(inputs.clips[v]["frames"]) for v in inputs.videos])
+    start = np.concatenate([[0], np.cumsum(phases)[:-1]])
+    video = np.repeat(np.arange(len(phases)), phases)
+    phase = np.arange(len(video)) - start[video]
+    scored = table.subset(video)
+    scored.clip_ids = np.array([f"{c}_p{p}" for c, p in zip(scored.clip_ids, phase,
+                                                              strict=True)])
+    return scored, lambda videos: np.concatenate(
+        [start[v] + np.arange(phases[v]) for v in videos] or [np.zeros(0, np.int64)])
 
 
 class Inputs:
@@ -256,6 +287,9 @@ class MOLInputs(Inputs):
             batch["flow"] = _resize(flow.flatten(1, 2), size).view(*flow.shape[:3], size,
                                                                    size) * scale
         return batch
+
+    def settings(self, train) -> dict:
+        return {**super().settings(train), "optimiser": self.config.optimiser}
 
     def loss(self, output, batch, gamma):
         return mol_loss(output, batch["label"], batch.get("flow"), batch["landmarks"],

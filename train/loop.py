@@ -17,9 +17,10 @@ from .metrics import scores
 
 
 def predict(model: nn.Module, x: torch.Tensor | Inputs, device: torch.device, batch_size: int,
-            channels_last: bool) -> np.ndarray:
+            channels_last: bool, pool: bool = True) -> np.ndarray:
     """Class probabilities (N, K) per video in evaluation mode: the mean over a video's
-    samples (MOL's phase clips), so each video counts once."""
+    samples (MOL's phase clips), so each video counts once; ``pool`` false: one row per
+    sample, in ``samples(train=False)`` order."""
     inputs = as_inputs(x)
     samples = inputs.samples(train=False)
     model.eval()
@@ -33,18 +34,21 @@ def predict(model: nn.Module, x: torch.Tensor | Inputs, device: torch.device, ba
             out.append(torch.softmax(inputs.logits(model(batch)), dim=1).cpu())
     if not out:
         return np.zeros((0, 0))
-    return video_means(torch.cat(out).numpy(), samples[:, 0], len(inputs))
+    probabilities = torch.cat(out).numpy()
+    return video_means(probabilities, samples[:, 0], len(inputs)) if pool else probabilities
 
 
 def train_fold(model: nn.Module, x: torch.Tensor | Inputs, y: torch.Tensor, train: np.ndarray,
                validation: np.ndarray, *, epochs: int, batch_size: int, lr: float,
                weight_decay: float, gamma: float, seed: int, device: torch.device,
-               channels_last: bool, log: Callable[[dict], None], steps: int = 0) -> nn.Module:
+               channels_last: bool, log: Callable[[dict], None], steps: int = 0,
+               optimiser: str = "adam") -> nn.Module:
     """Train on ``train``; keep the last epoch's model, or the best on ``validation``.
 
     ``x`` is MEGANet's image tensor or a model's inputs adapter (train/inputs.py). With
     ``steps`` > 0 training stops after that many optimiser steps (``epochs`` is ignored).
     The test fold never reaches this function, so it cannot pick the model.
+    ``optimiser`` "adamw" decouples the weight decay (MOL's published setting).
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -54,7 +58,8 @@ def train_fold(model: nn.Module, x: torch.Tensor | Inputs, y: torch.Tensor, trai
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimiser = (torch.optim.AdamW if optimiser == "adamw" else torch.optim.Adam)(
+        model.parameters(), lr=lr, weight_decay=weight_decay)
     n_classes = model.head.out_features
     best, best_score, done = None, -1.0, 0
     for epoch in itertools.count(1):

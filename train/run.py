@@ -35,7 +35,16 @@ from .data import (
     to_tensor,
 )
 from .determinism import deterministic
-from .inputs import MODELS, FDPConfig, ImageInputs, Inputs, MOLConfig, as_inputs, load_inputs
+from .inputs import (
+    MODELS,
+    FDPConfig,
+    ImageInputs,
+    Inputs,
+    MOLConfig,
+    as_inputs,
+    load_inputs,
+    scored_rows,
+)
 from .loop import predict, train_fold
 from .metrics import confusion, scores
 from .models.meganet import SWITCHES, VARIANTS, GradientAttention
@@ -188,8 +197,9 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
     out.mkdir(parents=True, exist_ok=True)
     (out / UNFINISHED).write_text("mesti train is writing this run; removed when it ends\n")
     run_log = RunLog(out, config, len(folds), progress)
-    probabilities = np.zeros((len(table.labels), len(table.classes)))
-    fold_of = np.full(len(table.labels), "", dtype=object)
+    scored, rows_of = scored_rows(table, None if config.model == "meganet" else x)
+    probabilities = np.zeros((len(scored.labels), len(table.classes)))
+    fold_of = np.full(len(scored.labels), "", dtype=object)
     epochs, fold_rows, maps, weights = [], [], [], []
     for number, fold in enumerate(folds):
         name = fold.name
@@ -202,17 +212,19 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         if config.save_weights:
             save_fold(out, number, name, model, [(table.datasets[i], table.clip_ids[i])
                                                  for i in fold.test], weights)
-        probabilities[fold.test] = p
-        fold_of[fold.test] = name
-        fold_scores = scores(table.labels[fold.test], p.argmax(1), len(table.classes))
+        test = rows_of(fold.test)
+        probabilities[test] = p
+        fold_of[test] = name
+        fold_scores = scores(scored.labels[test], p.argmax(1), len(table.classes))
         fold_rows.append({"fold": name, "train": len(fold.train), "validation":
-                          len(fold.validation), "test": len(fold.test), **fold_scores})
-        run_log.fold(name, fold_scores, len(fold.test))
+                          len(fold.validation), "test": len(test), **fold_scores})
+        run_log.fold(name, fold_scores, len(test))
         if len(maps) < config.figure_clips and isinstance(
                 getattr(model, "input_attention", None), GradientAttention) and \
                 model.attention_position == "input":
             maps += figures.attention_maps(model, x, fold.test, device,
                                            config.figure_clips - len(maps))
+    table_of_videos, table = table, scored
     tested = fold_of != ""
     predicted = probabilities.argmax(1)
     metrics = {
@@ -233,8 +245,9 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         {"config": asdict(config), "stores": [str(s) for s in stores],
          "evaluation": protocols.evaluation_kind(config.protocol),
          "clip_list": {"name": config.clip_list, "counts": clip_lists.counts(
-             [(d, s, table.classes[k]) for d, s, k in zip(table.datasets, table.subjects,
-                                                           table.labels, strict=True)])},
+             [(d, s, table.classes[k]) for d, s, k in zip(
+                 table_of_videos.datasets, table_of_videos.subjects, table_of_videos.labels,
+                 strict=True)])},
          "augment": {"mode": config.augment,
                      "copies_per_clip": EXPANSION if config.augment == "expand" else 1},
          "determinism": determinism,
@@ -269,8 +282,9 @@ def fit_fold(config: TrainConfig, x: torch.Tensor | Inputs, y: torch.Tensor, fol
     model = train_fold(inputs.build(config.variant, n_classes), inputs, y, train,
                        fold.validation, seed=config.seed + number, device=device, log=log,
                        **settings)
+    clip_scoring = getattr(getattr(inputs, "config", None), "scoring", "video") == "clip"
     return model, predict(model, inputs[fold.test], device, settings["batch_size"],
-                          settings["channels_last"])
+                          settings["channels_last"], pool=not clip_scoring)
 
 
 def compare_modalities(stores: list[str], out: Path, config: TrainConfig,
