@@ -70,9 +70,8 @@ def test_train_mol_on_a_damaged_store_skips_and_names(damaged, tmp_path: Path) -
     _, work = damaged
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  protocol: holdout\n  holdout_fraction: 0.3\n"
-                      "mol:\n  steps: 2\n  batch_size: 4\n  crop: 32\n  size: 16\n"
-                      "  train_crops: 1\n  width: 8\n  blocks: 1\n  neighbours: 3\n"
-                      "  max_displacement: 1\n")
+                      "mol:\n  preset: small\n  steps: 2\n  batch_size: 4\n  crop: 32\n"
+                      "  size: 32\n  train_crops: 1\n  neighbours: 3\n")
     result = CliRunner().invoke(main, ["train", work, str(tmp_path / "mol"), "--model", "mol",
                                        "--params", str(params), "--no-progress"])
     assert result.exit_code == 0, result.output

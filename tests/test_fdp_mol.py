@@ -134,8 +134,8 @@ def test_loss_decreases_on_a_batch_it_can_memorise(name: str) -> None:
         # its landmark term (raw pixel coordinates) falls slowest, hence more steps
         model, batch, loss_of = mol.build("mol", 3, dropout=0.0, **TINY_MOL), mol_batch(), \
             mol_step_loss
-    losses = train_steps(model, batch, loss_of, 40 if name == "fdp" else 60,
-                         lr=1e-2 if name == "fdp" else 3e-3)
+    losses = train_steps(model, batch, loss_of, 80,
+                         lr=3e-3)
     assert losses[-1] < 0.5 * losses[0], losses
     model.eval()
     assert (model(batch["input"])["logits"].argmax(1) == batch["label"]).all()
@@ -343,7 +343,7 @@ def test_train_command_with_a_model_and_the_comparison_table(stores, tmp_path: P
                                   str(tmp_path / "models.md")])
     assert result.exit_code == 0, result.output
     row = (tmp_path / "models.md").read_text().splitlines()[2].split(" | ")
-    assert row[1:4] == ["fdp (preset small, no reconstruction)", "holdout, 3 classes", "a.zarr"]
+    assert row[1:4] == ["fdp (no reconstruction)", "holdout, 3 classes", "a.zarr"]
     assert row[6] == f"{metrics['UF1']:.3f}" and int(row[4]) == metrics["clips"]
     params.write_text("fdp:\n  steps: 2\n  depht: 1\n")
     result = runner.invoke(main, ["train", stores[0], str(tmp_path / "bad"), "--model", "fdp",

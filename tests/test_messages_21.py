@@ -71,7 +71,7 @@ def test_predict_refuses_unusable_weights_by_name(run, tmp_path: Path) -> None:
     good = invoke("predict", *stores, original, "--out", tmp_path / "good.csv")
     assert good.exit_code == 0 and "identical to" in good.output, good.output
 
-    fdp_weights = fdp.build("fdp", 3, size=16, patch=8, embed_dim=16, depth=1, heads=2)
+    fdp_weights = fdp.build("fdp", 3, preset="small", size=16)
     folder = damaged("fdp", lambda path: torch.save(fdp_weights.state_dict(), path))
     one_line_error(invoke("predict", *stores, folder), 1, str(folder / "weights" / first),
                    "not the weights of this run's network", "MEGANet")

@@ -41,8 +41,7 @@ def runs_table(runs: list[Path]) -> str:
         model = config.get("model", "meganet")
         name = config["variant"] if model == "meganet" else model
         section = saved.get(model) or {}
-        notes = [f"preset {section['preset']}"] if section.get("preset") else []
-        notes += [f"no {k}" for k, v in section.items()
+        notes = [f"no {k}" for k, v in section.items()
                   if k in ("reconstruction", "flow", "landmarks") and v is False]
         if notes:
             name += " (" + ", ".join(notes) + ")"
