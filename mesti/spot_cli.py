@@ -1,0 +1,57 @@
+"""``mesti spot-*``: spotting in long videos (pipeline/spotting/, datasets_manifest/*_lv.py).
+
+Registered on the main command by :func:`register`. Bad input (a spots file, a manifest, a
+sheet) is one line naming the file and the problem, as everywhere in ``mesti``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .cli import DATA, UserError
+
+LONG_DATASETS = ("casme2_lv", "casme3_lv", "samm_lv")
+
+
+@click.command("spot-eval")
+@click.argument("spots_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("manifests", nargs=-1, required=True,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_json", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the counts and scores (JSON) here.")
+@click.option("--table", "out_md", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the table (markdown) here.")
+def spot_eval(spots_csv: Path, manifests: tuple[Path, ...], out_json: Path | None,
+              out_md: Path | None) -> None:
+    """Score SPOTS_CSV (video, onset, offset, type, score) against the truth of the
+    long-video MANIFESTS (folders written by mesti spot-manifest) by the MEGC rule: IoU >= 0.5,
+    counts summed over the videos of each dataset; micro, macro and both, and overall."""
+    from mesti.pipeline.spotting.evaluation import (
+        SpotError,
+        as_json,
+        evaluate,
+        read_intervals,
+        read_truth,
+        table,
+    )
+
+    try:
+        result = evaluate(read_truth(manifests), read_intervals(spots_csv))
+    except SpotError as error:
+        raise UserError(str(error), DATA) from error
+    text = table(result)
+    for path, content in ((out_json, json.dumps(as_json(result), indent=2) + "\n"),
+                          (out_md, text)):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+    click.echo(text, nl=False)
+
+
+def register(main: click.Group) -> None:
+    """Add the spotting commands to ``main``."""
+    for command in (spot_eval,):
+        main.add_command(command)
