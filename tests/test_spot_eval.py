@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from mesti.cli import main
 from mesti.pipeline.spotting.evaluation import (
     Counts,
     Interval,
@@ -17,6 +15,8 @@ from mesti.pipeline.spotting.evaluation import (
     read_intervals,
     true_positives,
 )
+
+from mesti.cli import main
 
 
 def test_iou_counts_inclusive_frames() -> None:
