@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .cli import DATA, UserError
+from .cli import DATA, PARAMS, UserError, _config
 
 LONG_DATASETS = ("casme2_lv", "casme3_lv", "samm_lv")
 
@@ -51,7 +51,38 @@ def spot_eval(spots_csv: Path, manifests: tuple[Path, ...], out_json: Path | Non
     click.echo(text, nl=False)
 
 
+@click.command("spot-manifest")
+@click.argument("dataset", type=click.Choice(LONG_DATASETS))
+@click.argument("raw_root", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--sheet", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Spotting sheet; found under RAW_ROOT by the owners' file names if omitted.")
+@click.option("--absolute-paths", is_flag=True, default=False,
+              help="Write the frames root absolute [default: relative to OUT].")
+@PARAMS
+def spot_manifest(dataset: str, raw_root: Path, out: Path, sheet: Path | None,
+                  absolute_paths: bool, params: Path) -> None:
+    """Read DATASET's long videos at RAW_ROOT and its spotting sheet into OUT: videos.csv,
+    intervals.csv, problems.csv, report.md, counts.json (params.yaml's manifest section
+    gives max_missing_fraction). Exits 1 when no video is usable."""
+    from mesti.datasets_manifest.long_videos import build_long_manifest
+    from mesti.datasets_manifest.validate import ManifestConfig
+
+    config = _config(ManifestConfig, params, "manifest")
+    try:
+        counts = build_long_manifest(dataset, raw_root, out, sheet=sheet,
+                                     max_missing_fraction=config.max_missing_fraction,
+                                     absolute_paths=absolute_paths)
+    except FileNotFoundError as error:
+        raise UserError(str(error), DATA) from error
+    if not counts["videos_ok"]:
+        raise UserError(f"{raw_root}: no usable {dataset} video; see {out / 'report.md'}", DATA)
+    click.echo(json.dumps({k: counts[k] for k in ("videos_ok", "intervals_ok", "micro",
+                                                  "macro")}))
+    click.echo(f"report: {out / 'report.md'}")
+
+
 def register(main: click.Group) -> None:
     """Add the spotting commands to ``main``."""
-    for command in (spot_eval,):
+    for command in (spot_eval, spot_manifest):
         main.add_command(command)
