@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from mesti.datasets_manifest import LONG_VIDEO_RECIPES
+from mesti.datasets_manifest.long_videos import build_long_manifest
 from openpyxl import Workbook
 
 from mesti.cli import main
-from mesti.datasets_manifest import LONG_VIDEO_RECIPES
-from mesti.datasets_manifest.long_videos import build_long_manifest
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16
 
