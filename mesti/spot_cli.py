@@ -82,7 +82,23 @@ def spot_manifest(dataset: str, raw_root: Path, out: Path, sheet: Path | None,
     click.echo(f"report: {out / 'report.md'}")
 
 
+@click.command("spot-sample")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@PARAMS
+def spot_sample(out_dir: Path, params: Path) -> None:
+    """Write the synthetic long-video sample (CAS(ME)^2 layout and workbook) into OUT_DIR."""
+    from mesti.pipeline.spotting.config import SpottingConfig
+    from mesti.pipeline.spotting.synthetic import generate_long_sample
+
+    config = _config(SpottingConfig, params, "spotting")
+    events = generate_long_sample(out_dir, config.sample)
+    kinds = {k: sum(e.kind == k for e in events) for k in ("micro", "macro", "blink",
+                                                           "head_turn")}
+    click.echo(f"wrote {config.sample.videos} videos of {config.sample.seconds:g} s to "
+               f"{out_dir}: {json.dumps(kinds)}")
+
+
 def register(main: click.Group) -> None:
     """Add the spotting commands to ``main``."""
-    for command in (spot_eval, spot_manifest):
+    for command in (spot_eval, spot_manifest, spot_sample):
         main.add_command(command)
