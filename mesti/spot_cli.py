@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .cli import DATA, PARAMS, UserError, _config
+from .cli import DATA, PARAMS, USAGE, UserError, _config
 
 LONG_DATASETS = ("casme2_lv", "casme3_lv", "samm_lv")
 
@@ -98,7 +98,64 @@ def spot_sample(out_dir: Path, params: Path) -> None:
                f"{out_dir}: {json.dumps(kinds)}")
 
 
+@click.command("spot-series")
+@click.argument("manifest", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("store", type=click.Path(file_okay=False, path_type=Path))
+@PARAMS
+@click.option("--metrics", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the stage metrics (JSON) here; timings go beside it "
+                   "(.timing.json).")
+@click.option("--failures", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the failed videos (CSV: video, code, message) here.")
+def spot_series(manifest: Path, store: Path, params: Path, metrics: Path | None,
+                failures: Path | None) -> None:
+    """Write the aligned face track and per-region flow and strain series of every video of
+    the long-video MANIFEST (a mesti spot-manifest folder) into STORE (zarr), one video after
+    the other, streamed in time chunks."""
+    from mesti.pipeline.spotting.config import SpottingConfig
+    from mesti.pipeline.spotting.stage import run_series
+
+    config = _config(SpottingConfig, params, "spotting")
+    if not (manifest / "videos.csv").is_file():
+        raise UserError(f"{manifest}: no videos.csv; not a long-video manifest folder "
+                        "(mesti spot-manifest writes one)", USAGE)
+    try:
+        result = run_series(manifest, store, config.series, metrics, failures)
+    except ValueError as error:  # a store of another kind
+        raise UserError(str(error), DATA) from error
+    click.echo(json.dumps(result, indent=2))
+    if not result["videos_ok"]:
+        raise UserError(f"{manifest}: no video gave a series (see the failures table)", DATA)
+
+
+@click.command("spot")
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@PARAMS
+@click.option("--manifest", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Long-video manifest folder: score the spots (metrics.json, evaluation.md) "
+                   "and draw its truth in the figures.")
+@click.option("--figures/--no-figures", default=True, help="Draw figures/<video>.png.")
+def spot(store: Path, out_dir: Path, params: Path, manifest: Path | None,
+         figures: bool) -> None:
+    """Spot micro- and macro-expressions in every video of the spotting STORE (no training:
+    region-wise peaks over thresholds from each video's own statistics) into
+    OUT_DIR/spots.csv (video, onset, offset, type, score)."""
+    from mesti.pipeline.spotting.config import SpottingConfig
+    from mesti.pipeline.spotting.evaluation import SpotError
+    from mesti.pipeline.spotting.stage import run_spotting
+
+    config = _config(SpottingConfig, params, "spotting")
+    try:
+        result = run_spotting(store, out_dir, config.spotter, manifest, figures)
+    except (SpotError, ValueError) as error:
+        raise UserError(str(error), DATA) from error
+    both = result.get("evaluation", {}).get("overall", {})
+    click.echo(json.dumps({k: v for k, v in result.items() if k != "evaluation"}
+                          | {f"f1_{t}": both[t]["f1"] for t in both}))
+
+
 def register(main: click.Group) -> None:
     """Add the spotting commands to ``main``."""
-    for command in (spot_eval, spot_manifest, spot_sample):
+    for command in (spot_eval, spot_manifest, spot_sample, spot_series, spot):
         main.add_command(command)

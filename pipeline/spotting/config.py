@@ -18,7 +18,7 @@ class LongSampleConfig:
 
     seed: int = 11
     videos: int = 2
-    seconds: float = 30.0
+    seconds: float = 20.0
     fps: float = 30.0
     width: int = 320                 # frames are written at this size (the face photo's
     height: int = 240                #   640x480 placement, scaled)
@@ -59,8 +59,8 @@ class SeriesConfig:
     stabilise: bool = True      # per-frame re-fit of the rigid landmarks (faces.stabilised)
     track_every: int = 1        # frames between face-mesh checks (face lost / found)
     chunk_frames: int = 256     # frames per zarr chunk and per write: memory is bounded by it
-    tvl1: dict = field(default_factory=lambda: {"nscales": 3, "warps": 2,
-                                                "inner_iterations": 10, "outer_iterations": 2})
+    tvl1: dict = field(default_factory=lambda: {"nscales": 2, "warps": 1,
+                                                "inner_iterations": 10, "outer_iterations": 1})
 
     def __post_init__(self) -> None:
         from ..motion.flow import TVL1Params
@@ -80,8 +80,8 @@ class SpotterConfig:
     """Peak detection on the region series (pipeline/spotting/peaks.py)."""
 
     regions: tuple = ("brow_left", "brow_right", "mouth_left", "mouth_right")
-    micro_p: float = 0.35       # threshold = mean + p * (max - mean) of each region's series
-    macro_p: float = 0.35
+    micro_z: float = 6.0        # threshold = median + z * 1.4826 * MAD of each region's series
+    macro_z: float = 6.0
     macro_steps: int = 6        # the macro scale sums this many k-frame flows
     smooth: int = 3             # moving-average width (frames) before thresholding
     max_micro_seconds: float = 0.5  # MEGC's boundary: longer spotted intervals are macro
@@ -91,9 +91,8 @@ class SpotterConfig:
         unknown = [r for r in self.regions if r not in REGIONS]
         if unknown or not self.regions:
             raise ValueError(f"regions must be among {REGIONS}, got {list(self.regions)}")
-        if not (0 < self.micro_p < 1 and 0 < self.macro_p < 1) or self.macro_steps < 1 \
-                or self.smooth < 1:
-            raise ValueError("0 < micro_p, macro_p < 1, macro_steps >= 1 and smooth >= 1 "
+        if self.micro_z <= 0 or self.macro_z <= 0 or self.macro_steps < 1 or self.smooth < 1:
+            raise ValueError("micro_z > 0, macro_z > 0, macro_steps >= 1 and smooth >= 1 "
                              "must hold")
 
 
