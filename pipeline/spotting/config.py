@@ -80,11 +80,12 @@ class SpotterConfig:
     """Peak detection on the region series (pipeline/spotting/peaks.py)."""
 
     regions: tuple = ("brow_left", "brow_right", "mouth_left", "mouth_right")
-    micro_z: float = 6.0        # threshold = median + z * 1.4826 * MAD of each region's series
-    macro_z: float = 6.0
-    macro_steps: int = 6        # the macro scale sums this many k-frame flows
-    smooth: int = 3             # moving-average width (frames) before thresholding
+    micro_z: float = 3.0        # threshold = median + z * 1.4826 * MAD of each region's series
+    macro_z: float = 5.0
+    macro_steps: int = 4        # the macro scale sums this many k-frame flows
+    smooth: int = 5             # moving-average width (frames) before thresholding
     max_micro_seconds: float = 0.5  # MEGC's boundary: longer spotted intervals are macro
+    min_seconds: float = 0.15   # shorter runs are dropped (blinks, noise peaks)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "regions", tuple(self.regions))

@@ -16,10 +16,14 @@ where a region exceeds it. Here:
    does). Eyes (blinks) and nose (the head reference) are left out by default.
 3. Frames where any chosen region is over its threshold form runs; runs closer than K frames
    merge (the onset and offset lobes of one event). A displacement over K frames stays high
-   up to K frames after the movement ends, so a run [s, e] gives the interval [s, e - K].
+   after the movement ends, and the smoothed series crosses the threshold after the onset,
+   so a run [s, e] gives the interval [s, e - K // 2] (measured on the synthetic sample).
 4. Micro-scale intervals up to ``max_micro_seconds`` are micro-expressions, macro-scale
-   intervals longer than it are macro; a micro interval inside a macro one is dropped.
-   The score is the peak ratio of series to threshold.
+   intervals longer than it are macro. Where the two overlap, a macro interval no longer
+   than the micro one plus K is that micro-expression seen by the slower scale (dropped);
+   otherwise the micro intervals are fragments of the macro-expression (dropped).
+   The score is the peak ratio of series to threshold. Runs shorter than ``min_seconds``
+   (blinks leaking into the brows, noise peaks) are dropped.
 """
 
 from __future__ import annotations
@@ -73,20 +77,23 @@ def runs(mask: np.ndarray, merge: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in found]
 
 
-def scale_intervals(flow: np.ndarray, valid: np.ndarray, k: int, steps: int, z: float,
-                    columns: list[int], width: int
-                    ) -> tuple[list[tuple[int, int, float]], np.ndarray, np.ndarray]:
-    """Intervals (start, end, score) in frame indices of one scale, with its series and
-    thresholds (for the figure)."""
-    window = k * steps
+def scale_ratio(flow: np.ndarray, valid: np.ndarray, k: int, steps: int, z: float,
+                columns: list[int], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame, the largest ratio of a region's series to its threshold (0 where the
+    frame has no face), with the series and thresholds (for the figure)."""
     series = smooth(np.linalg.norm(displacement(flow, k, steps)[:, columns], axis=-1), width)
     limit = thresholds(series, valid, z)
     ratio = np.where(valid[:, None], series / limit, 0.0).max(axis=1)
-    out = []
-    for s, e in runs(ratio >= 1, window):
-        end = max(s, e - window)
-        out.append((s, end, float(ratio[s:e + 1].max())))
-    return out, series, limit
+    return ratio, series, limit
+
+
+def scale_intervals(ratio: np.ndarray, window: int, min_frames: int
+                    ) -> list[tuple[int, int, float]]:
+    """Intervals (start, end, score) in frame indices where ``ratio`` >= 1: runs joined
+    across gaps up to ``window``, at least ``min_frames`` long (shorter ones are blinks and
+    noise), ended ``window // 2`` frames earlier (the displacement outlasts the movement)."""
+    return [(s, max(s, e - window // 2), float(ratio[s:e + 1].max()))
+            for s, e in runs(ratio >= 1, window) if e - s + 1 >= min_frames]
 
 
 def spot_video(flow: np.ndarray, found: np.ndarray, numbers: np.ndarray, fps: float, k: int,
@@ -96,17 +103,28 @@ def spot_video(flow: np.ndarray, found: np.ndarray, numbers: np.ndarray, fps: fl
     valid = found.astype(bool).copy()
     valid[:k] = False
     longest_micro = config.max_micro_seconds * fps
-    micro, micro_series, micro_limit = scale_intervals(flow, valid, k, 1, config.micro_z,
-                                                       columns, config.smooth)
-    macro, macro_series, macro_limit = scale_intervals(flow, valid, k, config.macro_steps,
-                                                       config.macro_z, columns, config.smooth)
-    macro = [m for m in macro if m[1] - m[0] + 1 > longest_micro]
-    micro = [m for m in micro if m[1] - m[0] + 1 <= longest_micro
-             and not any(a <= m[0] and m[1] <= b for a, b, _ in macro)]
+    found_by_scale, per_scale = {}, {}
+    shortest = max(1, round(config.min_seconds * fps))
+    for scale, steps, z in (("micro", 1, config.micro_z),
+                            ("macro", config.macro_steps, config.macro_z)):
+        ratio, series, limit = scale_ratio(flow, valid, k, steps, z, columns, config.smooth)
+        found_by_scale[scale] = scale_intervals(ratio, k * steps, shortest)
+        per_scale[scale] = (series, limit)
+    micro = [m for m in found_by_scale["micro"] if m[1] - m[0] + 1 <= longest_micro]
+    macro = []
+    smear = k * config.macro_steps  # how much longer the macro scale sees any movement
+    for m in found_by_scale["macro"]:
+        if m[1] - m[0] + 1 <= longest_micro:
+            continue
+        inside = [x for x in micro if x[0] <= m[1] and m[0] <= x[1]]
+        if inside and m[1] - m[0] + 1 <= max(x[1] - x[0] + 1 for x in inside) + smear:
+            continue  # a micro-expression, seen (smeared) by the macro scale
+        micro = [x for x in micro if x not in inside]  # fragments of the macro-expression
+        macro.append(m)
     spots = [(int(numbers[s]), int(numbers[e]), kind, round(score, 4))
-             for kind, found_ in (("micro", micro), ("macro", macro)) for s, e, score in found_]
+             for kind, chosen in (("micro", micro), ("macro", macro)) for s, e, score in chosen]
     spots.sort(key=lambda s: (s[0], s[1]))
-    return spots, {"micro": (micro_series, micro_limit), "macro": (macro_series, macro_limit)}
+    return spots, per_scale
 
 
 def spot_store(store_path: Path, config: SpotterConfig) -> tuple[list[dict], dict]:
