@@ -209,3 +209,16 @@ def test_spot_series_refuses_a_folder_that_is_not_a_manifest(tmp_path: Path) -> 
     result = CliRunner().invoke(main, ["spot-series", str(tmp_path), str(tmp_path / "s.zarr")])
     assert result.exit_code == 2 and "not a long-video manifest" in result.output
     assert len(result.output.strip().splitlines()) <= 2  # the default-params note, the error
+
+
+def test_spotting_imports_without_dask_and_the_evaluation_without_the_pipeline() -> None:
+    from test_dependency_rules import import_with_blocked
+
+    modules = ("config", "evaluation", "figures", "peaks", "series", "stage", "synthetic")
+    code = "import " + ", ".join(f"mesti.pipeline.spotting.{m}" for m in modules)
+    result = import_with_blocked(code, ["dask", "distributed", "torch"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = import_with_blocked(
+        "import mesti.pipeline.spotting.evaluation",
+        ["numpy", "cv2", "mediapipe", "numba", "dask", "distributed", "torch", "pandas", "zarr"])
+    assert result.returncode == 0, result.stderr[-2000:]
