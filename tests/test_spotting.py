@@ -222,3 +222,32 @@ def test_spotting_imports_without_dask_and_the_evaluation_without_the_pipeline()
         "import mesti.pipeline.spotting.evaluation",
         ["numpy", "cv2", "mediapipe", "numba", "dask", "distributed", "torch", "pandas", "zarr"])
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_spot_writes_spots_scores_and_figures(tiny_long, tmp_path: Path) -> None:
+    _, manifest = tiny_long
+    runner = CliRunner()
+    stores = [tmp_path / "a.zarr", tmp_path / "b.zarr"]
+    for store in stores:
+        result = runner.invoke(main, ["spot-series", str(manifest), str(store),
+                                      "--metrics", str(tmp_path / "series.json")])
+        assert result.exit_code == 0, result.output
+    first, second = (zarr.open_group(str(s), mode="r")["15_0101"] for s in stores)
+    assert np.array_equal(np.asarray(first["flow"][:]), np.asarray(second["flow"][:]),
+                          equal_nan=True)  # a rerun gives the same series
+    metrics = json.loads((tmp_path / "series.json").read_text())
+    assert metrics == {"videos": 1, "videos_ok": 1, "videos_failed": 0, "frames": 90,
+                       "frames_with_face": 90}
+    assert (tmp_path / "series.timing.json").is_file()  # seconds stay out of the metrics
+    out = tmp_path / "run"
+    result = runner.invoke(main, ["spot", str(stores[0]), str(out), "--manifest", str(manifest)])
+    assert result.exit_code == 0, result.output
+    with (out / "spots.csv").open() as handle:
+        reader = csv.DictReader(handle)
+        assert reader.fieldnames == ["video", "onset", "offset", "type", "score"]
+        rows = list(reader)
+    scores = json.loads((out / "metrics.json").read_text())["evaluation"]
+    assert scores["overall"]["both"]["spotted"] == len(rows)
+    with (manifest / "intervals.csv").open() as handle:
+        assert scores["casme2_lv"]["both"]["truth"] == len(list(csv.DictReader(handle))) >= 1
+    assert (out / "figures" / "15_0101.png").stat().st_size > 10_000

@@ -24,7 +24,8 @@ Alignment follows the faces stage: the face is found once (``faces.detect`` and
 re-fitted to the first's (``faces.stabilised``), which follows head turns. The face mesh
 runs every ``track_every`` frames, in the first detection's box (enlarged 1.8 times, as
 the faces stage does); where it finds nothing the face is lost until it finds one again. A
-head that leaves that box for good stays lost (detecting afresh is not attempted). Flow is ``motion.flow.tvl1_flow`` and strain ``motion.flow.strain``.
+head that leaves that box for good stays lost (detecting afresh is not attempted). Flow
+is ``motion.flow.tvl1_flow`` and strain ``motion.flow.strain``.
 
 Memory does not grow with the video: frames are read one at a time, the last k + 1 crops
 are kept, and every array is written ``chunk_frames`` frames at a time (one chunk), so
