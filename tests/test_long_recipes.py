@@ -182,3 +182,15 @@ def test_spot_manifest_without_the_dataset_is_one_line(tmp_path: Path, dataset: 
                                        str(tmp_path / "out")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_casme2_workbook_without_its_naming_sheets_is_one_line(tmp_path: Path) -> None:
+    root = casme2_tree(tmp_path / "raw")
+    book = Workbook()
+    book.active.append([1, "disgust1_1", 10, 14, 18, "4", "disgust", "micro-expression", ""])
+    book.save(root / "CAS(ME)^2code_final.xlsx")
+    result = CliRunner().invoke(main, ["spot-manifest", "casme2_lv", str(root),
+                                       str(tmp_path / "out")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "naming-rule sheets" in result.output
+    assert len(result.output.strip().splitlines()) == 1
