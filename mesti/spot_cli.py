@@ -136,22 +136,28 @@ def spot_series(manifest: Path, store: Path, params: Path, metrics: Path | None,
               help="Long-video manifest folder: score the spots (metrics.json, evaluation.md) "
                    "and draw its truth in the figures.")
 @click.option("--figures/--no-figures", default=True, help="Draw figures/<video>.png.")
+@click.option("--learned", is_flag=True, default=False,
+              help="The learned spotter instead, trained under leave-one-subject-out on the "
+                   "truth of --manifest (params.yaml spotting.learned); no figures.")
 def spot(store: Path, out_dir: Path, params: Path, manifest: Path | None,
-         figures: bool) -> None:
+         figures: bool, learned: bool) -> None:
     """Spot micro- and macro-expressions in every video of the spotting STORE (no training:
     region-wise peaks over thresholds from each video's own statistics) into
     OUT_DIR/spots.csv (video, onset, offset, type, score)."""
     from mesti.pipeline.spotting.config import SpottingConfig
     from mesti.pipeline.spotting.evaluation import SpotError
-    from mesti.pipeline.spotting.stage import run_spotting
+    from mesti.pipeline.spotting.stage import run_learned, run_spotting
 
     config = _config(SpottingConfig, params, "spotting")
+    if learned and manifest is None:
+        raise UserError("--learned trains on the truth of --manifest; give one", USAGE)
     try:
-        result = run_spotting(store, out_dir, config.spotter, manifest, figures)
+        result = run_learned(store, manifest, out_dir, config.learned) if learned else \
+            run_spotting(store, out_dir, config.spotter, manifest, figures)
     except (SpotError, ValueError) as error:
         raise UserError(str(error), DATA) from error
     both = result.get("evaluation", {}).get("overall", {})
-    click.echo(json.dumps({k: v for k, v in result.items() if k != "evaluation"}
+    click.echo(json.dumps({k: v for k, v in result.items() if k not in ("evaluation", "folds")}
                           | {f"f1_{t}": both[t]["f1"] for t in both}))
 
 

@@ -251,3 +251,39 @@ def test_spot_writes_spots_scores_and_figures(tiny_long, tmp_path: Path) -> None
     with (manifest / "intervals.csv").open() as handle:
         assert scores["casme2_lv"]["both"]["truth"] == len(list(csv.DictReader(handle))) >= 1
     assert (out / "figures" / "15_0101.png").stat().st_size > 10_000
+
+
+def test_learned_labels_training_and_folds(monkeypatch) -> None:
+    from mesti.pipeline.spotting import learned
+    from mesti.pipeline.spotting.config import LearnedConfig
+
+    numbers = np.arange(10, 30)
+    labels = learned.frame_labels(numbers, [(12, 14, "micro"), (20, 25, "macro")])
+    assert labels.tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0]
+    # Separable classes: the softmax regression learns them.
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 300)
+    x = np.eye(3)[y] * 3 + rng.normal(0, 0.3, (300, 3))
+    model = learned.train(x, y, LearnedConfig())
+    assert (learned.predict(x, model).argmax(axis=1) == y).mean() > 0.97
+    # LOSO: each subject is spotted by a model that never saw its frames.
+    seen = []
+    real_train = learned.train
+    monkeypatch.setattr(learned, "train",
+                        lambda x, y, config: seen.append(len(x)) or real_train(x, y, config))
+    videos = {}
+    for i, (subject, n) in enumerate((("a", 40), ("b", 50), ("c", 60))):
+        flow = rng.normal(0, 0.05, (n, len(REGIONS), 2))
+        videos[f"v{i}"] = {"flow": flow, "found": np.ones(n, bool), "numbers": np.arange(n),
+                           "fps": 30.0, "k": 2, "subject": subject,
+                           "intervals": [(10, 14, "micro")]}
+    _, folds = learned.loso(videos, LearnedConfig(epochs=5))
+    assert seen == [50 + 60, 40 + 60, 40 + 50]
+    assert set(folds) == {"a", "b", "c"}
+
+
+def test_learned_spotting_needs_a_manifest(tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    store.mkdir()
+    result = CliRunner().invoke(main, ["spot", str(store), str(tmp_path / "out"), "--learned"])
+    assert result.exit_code == 2 and "--manifest" in result.output

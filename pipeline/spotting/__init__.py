@@ -10,7 +10,10 @@ What it holds:
   series, streamed in time chunks.
 - ``peaks.py``: a spotter that needs no training (region-wise peak detection with
   thresholds relative to each video's own statistics); ``spots.csv`` out.
+- ``learned.py``: a small learned spotter (softmax regression on windows of the series)
+  trained under leave-one-subject-out.
 - ``figures.py``: one figure per video (series, thresholds, truth, spotted intervals).
+- ``config.py`` (the params.yaml section) and ``stage.py`` (the stages over a manifest).
 
 What it may import: numpy, zarr, OpenCV, MediaPipe through ``pipeline/faces.py``, the motion
 functions of ``pipeline/motion/``, frame reading from ``pipeline/frames.py``, and the

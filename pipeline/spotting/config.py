@@ -1,7 +1,8 @@
-"""The spotting knobs: params.yaml section ``spotting``, one dataclass with three parts.
+"""The spotting knobs: params.yaml section ``spotting``, one dataclass with four parts.
 
-``sample`` (the synthetic long videos), ``series`` (the long-video store) and ``spotter``
-(peak detection). Each part is a mapping in the section; an unknown key anywhere is an error.
+``sample`` (the synthetic long videos), ``series`` (the long-video store), ``spotter``
+(peak detection) and ``learned`` (the LOSO spotter). Each part is a mapping in the
+section; an unknown key anywhere is an error.
 """
 
 from __future__ import annotations
@@ -98,12 +99,34 @@ class SpotterConfig:
 
 
 @dataclass(frozen=True)
+class LearnedConfig:
+    """The learned LOSO spotter (pipeline/spotting/learned.py)."""
+
+    window: int = 8             # frames t + j * stride, j in -window..window
+    stride: int = 3
+    macro_steps: int = 4
+    epochs: int = 300
+    lr: float = 0.5
+    l2: float = 0.001
+    smooth: int = 9             # moving average of the class probabilities, frames
+    merge: int = 12             # runs of one class this close are joined, frames
+    min_seconds: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.window < 0 or self.stride < 1 or self.macro_steps < 1 or self.epochs < 1 \
+                or self.lr <= 0 or self.l2 < 0 or self.smooth < 1 or self.merge < 0:
+            raise ValueError("window >= 0, stride >= 1, macro_steps >= 1, epochs >= 1, "
+                             "lr > 0, l2 >= 0, smooth >= 1 and merge >= 0 must hold")
+
+
+@dataclass(frozen=True)
 class SpottingConfig:
-    """params.yaml section ``spotting``: ``sample``, ``series`` and ``spotter``."""
+    """params.yaml section ``spotting``: ``sample``, ``series``, ``spotter`` and ``learned``."""
 
     sample: LongSampleConfig = field(default_factory=LongSampleConfig)
     series: SeriesConfig = field(default_factory=SeriesConfig)
     spotter: SpotterConfig = field(default_factory=SpotterConfig)
+    learned: LearnedConfig = field(default_factory=LearnedConfig)
 
     def __post_init__(self) -> None:
         for part in fields(self):

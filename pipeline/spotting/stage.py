@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import faces
 from ..frames import ClipError
-from .config import SeriesConfig, SpotterConfig
+from .config import LearnedConfig, SeriesConfig, SpotterConfig
 from .series import open_spotting_store, video_series
 
 
@@ -104,3 +104,37 @@ def run_spotting(store_path: Path, out_dir: Path, config: SpotterConfig,
                           if r["video"] == video])
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def run_learned(store_path: Path, manifest: Path, out_dir: Path, config: LearnedConfig) -> dict:
+    """The learned spotter under LOSO (``learned.py``) into ``out_dir``: spots.csv,
+    evaluation.md and metrics.json (folds and MEGC scores)."""
+    from .evaluation import as_json, evaluate, read_intervals, read_truth, table
+    from .learned import loso
+    from .peaks import write_spots
+    from .series import open_spotting_store
+
+    truth = read_truth([manifest])
+    by_video = {v: i for d in truth.values() for v, i in d.items()}
+    root = open_spotting_store(store_path)
+    videos = {}
+    for name in sorted(root.group_keys()):
+        group = root[name]
+        if name not in by_video:
+            raise ValueError(f"{store_path}: video {name!r} is not in {manifest}")
+        videos[name] = {"flow": np.asarray(group["flow"][:]),
+                        "found": np.asarray(group["found"][:]),
+                        "numbers": np.asarray(group["frame_numbers"][:]),
+                        "fps": float(group.attrs["fps"]), "k": int(group.attrs["k"]),
+                        "subject": group.attrs["subject"],
+                        "intervals": [(i.onset, i.offset, i.type) for i in by_video[name]]}
+    rows, folds = loso(videos, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_spots(rows, out_dir / "spots.csv")
+    scores = evaluate(truth, read_intervals(out_dir / "spots.csv"))
+    (out_dir / "evaluation.md").write_text(table(scores))
+    result = {"videos": len(videos), "spots": len(rows), "folds": folds,
+              "evaluation": as_json(scores)}
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
