@@ -4,7 +4,7 @@ Every recipe module exposes the same entry point, ``prepare(root, sheet=None) ->
 and imports nothing from the rest of the project.
 """
 
-__all__ = ["RECIPES"]
+__all__ = ["LONG_VIDEO_RECIPES", "RECIPES"]
 
 
 def __getattr__(name: str):
@@ -15,5 +15,11 @@ def __getattr__(name: str):
 
         recipes = {m.NAME: m for m in (casme2, samm, smic, casme3, videos)}
         globals()["RECIPES"] = recipes  # imported once
+        return recipes
+    if name == "LONG_VIDEO_RECIPES":  # long videos for spotting (long_videos.py)
+        from . import casme2_lv, casme3_lv, samm_lv
+
+        recipes = {m.NAME: m for m in (casme2_lv, samm_lv, casme3_lv)}
+        globals()["LONG_VIDEO_RECIPES"] = recipes
         return recipes
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

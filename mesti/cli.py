@@ -606,3 +606,7 @@ def _config(cls, params: Path, section: str):
 from .cache_cli import cache  # noqa: E402
 
 main.add_command(cache)
+
+from .spot_cli import register as _register_spotting  # noqa: E402
+
+_register_spotting(main)
