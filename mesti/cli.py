@@ -81,16 +81,16 @@ def _loaded(*names: str) -> tuple[type, ...]:
 
 def user_error(error: BaseException) -> UserError | None:
     """The message for a known user-error exception, or None for anything else (a bug)."""
-    usage = _loaded("mesti.params:ParamsError", "mesti.pipeline.sample:SampleTargetError")
+    usage = _loaded("mesti.params:ParamsError", "mesti.pipeline.sample.generator:SampleTargetError")
     data = _loaded("mesti.datasets_manifest.manifest:ManifestError",
                    "mesti.datasets_manifest.sheets:SheetError",
                    "mesti.datasets_manifest.overrides:OverridesError",
-                   "mesti.pipeline.reader:StoreError")
+                   "mesti.pipeline.stores.read:StoreError")
     if isinstance(error, usage):
         return UserError(str(error), USAGE)
     if isinstance(error, data):
         return UserError(str(error), DATA)
-    run = sys.modules.get("mesti.pipeline.run")  # not imported for this: it is heavy
+    run = sys.modules.get("mesti.pipeline.runner.run")  # not imported for this: it is heavy
     if run is not None and isinstance(error, run.ClusterError):
         return UserError(str(error), USAGE)
     if run is not None and isinstance(error, run.StageFailed):
@@ -98,7 +98,7 @@ def user_error(error: BaseException) -> UserError | None:
     protocols = sys.modules.get("mesti.train.protocols")
     if protocols is not None and isinstance(error, protocols.ProtocolError):
         return UserError(str(error), USAGE)
-    store = sys.modules.get("mesti.pipeline.store")
+    store = sys.modules.get("mesti.pipeline.stores.write")
     if store is not None and isinstance(error, store.WriteRefused):
         return UserError(str(error), DATA)
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -196,7 +196,7 @@ class Commands(RecordedGroup):
 @click.option("-v", "--verbose", is_flag=True, help="Keep MediaPipe's and TFLite's log lines.")
 def main(verbose: bool) -> None:
     """Micro-expression preprocessing: manifests, aligned faces, MESTI stores, training."""
-    if verbose:  # read by pipeline/faces.py, in this process and the workers it starts
+    if verbose:  # read by pipeline/faces/align.py, in this process and the workers it starts
         os.environ["MESTI_VERBOSE"] = "1"
 
 
@@ -205,7 +205,7 @@ def main(verbose: bool) -> None:
 @PARAMS
 def sample(out_dir: Path, params: Path) -> None:
     """Write the synthetic sample dataset (CASME II layout) into OUT_DIR."""
-    from mesti.pipeline.sample import SampleConfig, generate_sample
+    from mesti.pipeline.sample.generator import SampleConfig, generate_sample
 
     clips = generate_sample(out_dir, _config(SampleConfig, params, "sample"))
     frames = sum(c.offset - c.onset + 1 for c in clips)
@@ -303,7 +303,7 @@ def stage_outputs(command):
 def _run_stage(run, *args, metrics, failures, max_failure_fraction, prune,
                **cluster_options) -> None:
     """Call a stage's library function with the cluster and report options; print metrics."""
-    from mesti.pipeline.run import StageOutputs
+    from mesti.pipeline.runner.run import StageOutputs
 
     result = run(*args, _cluster(**cluster_options),
                  StageOutputs(metrics, failures, max_failure_fraction), prune=prune)
@@ -312,7 +312,7 @@ def _run_stage(run, *args, metrics, failures, max_failure_fraction, prune,
 
 def _cluster(scheduler, scheduler_file, workers, progress, jobqueue, jobs):
     """The cluster options; unusable ones fail here, before a stage opens its store."""
-    from mesti.pipeline.run import ClusterOptions, dask_client, jobqueue_cluster
+    from mesti.pipeline.runner.run import ClusterOptions, dask_client, jobqueue_cluster
 
     context = click.get_current_context()  # the stage's: what Ctrl-C leaves incomplete
     context.meta["mesti.stores"] = [context.params[name] for name in
@@ -328,7 +328,7 @@ def _cluster(scheduler, scheduler_file, workers, progress, jobqueue, jobs):
 
 def _require_store(location: str | Path, kind: str, role: str):
     """The store at ``location``, refused by name when it is not of ``kind``."""
-    from mesti.pipeline.reader import open_store
+    from mesti.pipeline.stores.read import open_store
 
     store = open_store(location)
     found = store.attrs.get("kind")
@@ -349,8 +349,8 @@ def faces(manifest_csv: Path, store: Path, params: Path, **options) -> None:
     A clip that cannot be processed (missing or broken frames, no face, several faces) is
     recorded in the failures table and the rest goes on.
     """
-    from mesti.pipeline.faces import FacesConfig
-    from mesti.pipeline.run import run_faces
+    from mesti.pipeline.faces.align import FacesConfig
+    from mesti.pipeline.runner.run import run_faces
 
     _run_stage(run_faces, manifest_csv, store, _config(FacesConfig, params, "faces"), **options)
 
@@ -363,8 +363,8 @@ def faces(manifest_csv: Path, store: Path, params: Path, **options) -> None:
 @cluster_options
 def modalities(faces_store: Path, store: Path, params: Path, **options) -> None:
     """Compute MESTI, dynamic images and the apex frame of every clip into STORE (zarr)."""
-    from mesti.pipeline.run import run_modalities
-    from mesti.pipeline.stages import ModalitiesConfig
+    from mesti.pipeline.runner.run import run_modalities
+    from mesti.pipeline.runner.stages import ModalitiesConfig
 
     config = _config(ModalitiesConfig, params, "modalities")
     _require_store(faces_store, "faces", "mesti modalities")
@@ -400,9 +400,9 @@ def preprocess(manifest_csv: Path, faces_store: Path, modalities_store: Path, pa
     faces are unchanged is not decoded again (its modalities are reused, or recomputed from
     FACES_STORE when only their knobs changed).
     """
-    from mesti.pipeline.faces import FacesConfig
-    from mesti.pipeline.run import StageOutputs, run_preprocess
-    from mesti.pipeline.stages import ModalitiesConfig
+    from mesti.pipeline.faces.align import FacesConfig
+    from mesti.pipeline.runner.run import StageOutputs, run_preprocess
+    from mesti.pipeline.runner.stages import ModalitiesConfig
 
     faces_config = _config(FacesConfig, params, "faces")
     modalities_config = _config(ModalitiesConfig, params, "modalities")
@@ -422,8 +422,8 @@ def preprocess(manifest_csv: Path, faces_store: Path, modalities_store: Path, pa
 @cluster_options
 def sequences(faces_store: Path, store: Path, params: Path, **options) -> None:
     """Write sampled grey frames, 68-point landmarks and flows of every clip into STORE."""
-    from mesti.pipeline.run import run_sequences
-    from mesti.pipeline.sequences import SequencesConfig
+    from mesti.pipeline.runner.run import run_sequences
+    from mesti.pipeline.runner.sequences import SequencesConfig
 
     config = _config(SequencesConfig, params, "sequences")
     _require_store(faces_store, "faces", "mesti sequences")
@@ -443,7 +443,7 @@ def show(store: str, clip: str, out: Path, faces_store: str | None,
          images: tuple[str, ...]) -> None:
     """Draw CLIP's pooled images with their scales and, with its faces store, the onset, apex
     and offset crops and the apex-onset difference. OUT is .png, .pdf or .svg."""
-    from mesti.pipeline.show import show_clip
+    from mesti.pipeline.figures import show_clip
 
     try:
         written, note = show_clip(store, clip, out, faces_store, images)

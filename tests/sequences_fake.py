@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from mesti.pipeline import store
-from mesti.pipeline.sequences import DIMENSIONS
+from mesti.pipeline.runner.sequences import DIMENSIONS
+from mesti.pipeline.stores import write as store
 
 LABELS = ("negative", "positive", "surprise")
 

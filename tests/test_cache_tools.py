@@ -17,11 +17,11 @@ import zarr
 from click.testing import CliRunner
 from consolidated import mirror
 from loopback import RangeHandler, serve
-from mesti.pipeline.cache_tools import CHECKSUMS, MANIFEST, export_store, store_info, verify_store
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.reader import StoreError, open_store
-from mesti.pipeline.run import ClusterOptions, run_faces, run_modalities
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.runner.run import ClusterOptions, run_faces, run_modalities
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.stores.read import StoreError, open_store
+from mesti.pipeline.stores.tools import CHECKSUMS, MANIFEST, export_store, store_info, verify_store
 
 from mesti.cli import main
 

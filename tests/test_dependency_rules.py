@@ -21,12 +21,13 @@ def import_with_blocked(code: str, blocked: list[str]) -> subprocess.CompletedPr
 
 
 @pytest.mark.parametrize("module, blocked", [
-    ("mesti.pipeline.reader",
+    ("mesti.pipeline.stores.read",
      ["mediapipe", "numba", "dask", "distributed", "cv2", "torch", "pandas"]),
     ("mesti.datasets_manifest.manifest", ["mediapipe", "numba", "dask", "distributed", "torch"]),
-    ("mesti.pipeline.run", ["torch"]),
-    ("mesti.pipeline.weights", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
-    ("mesti.pipeline.cache_tools", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
+    ("mesti.pipeline.runner.run", ["torch"]),
+    ("mesti.pipeline.pooling.weights",
+     ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
+    ("mesti.pipeline.stores.tools", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
 ])
 def test_module_imports_without(module: str, blocked: list[str]) -> None:
     result = import_with_blocked(f"import {module}", blocked)
@@ -34,14 +35,16 @@ def test_module_imports_without(module: str, blocked: list[str]) -> None:
 
 
 def test_only_the_orchestration_imports_dask() -> None:
-    modules = ("apex", "faces", "frames", "kernels", "reader", "sample", "show", "stages", "store",
-               "weights")
+    modules = ("pooling.apex", "faces.align", "faces.decode", "pooling.kernels", "stores.read",
+               "sample.generator", "figures", "runner.stages", "stores.write", "pooling.weights",
+               "stores.tools", "runner.sequences")
     code = "import " + ", ".join(f"mesti.pipeline.{name}" for name in modules)
     result = import_with_blocked(code, ["dask", "distributed"])
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_blocking_really_blocks() -> None:
-    result = import_with_blocked("import mesti.pipeline.run; mesti.pipeline.run.dask_client",
-                                 ["numba"])
+    result = import_with_blocked(
+        "import mesti.pipeline.runner.run; mesti.pipeline.runner.run.dask_client", ["numba"])
     assert result.returncode != 0 and "numba" in result.stderr
+

@@ -17,9 +17,8 @@ import faults
 import numpy as np
 import pytest
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.reader import StoreError, open_store
-from mesti.pipeline.run import (
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.runner.run import (
     ClusterError,
     ClusterOptions,
     StageFailed,
@@ -29,7 +28,8 @@ from mesti.pipeline.run import (
     run_faces,
     run_modalities,
 )
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.stores.read import StoreError, open_store
 
 BIN = Path(sys.executable).parent
 SERIAL = ClusterOptions(workers=0, progress=False)

@@ -20,9 +20,9 @@ import zarr
 from click.testing import CliRunner
 from consolidated import mirror
 from loopback import RangeHandler, serving
-from mesti.pipeline import store
-from mesti.pipeline.cache_tools import export_store, verify_store
-from mesti.pipeline.reader import ReadLimits, StoreError, _zstd_content_size, open_store
+from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.read import ReadLimits, StoreError, _zstd_content_size, open_store
+from mesti.pipeline.stores.tools import export_store, verify_store
 from numcodecs.zstd import Zstd
 
 from mesti.cli import main

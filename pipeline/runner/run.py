@@ -27,23 +27,25 @@ from mesti.datasets_manifest.licences import licence
 from mesti.datasets_manifest.manifest import read_manifest
 from tqdm import tqdm
 
-from . import store
-from .apex import ESTIMATORS
-from .faces import ATTEMPTS, FacesConfig, model_checksum
-from .reader import open_store
-from .sample import TRUTH_NAME
+from ..faces.align import ATTEMPTS, FacesConfig, model_checksum
+from ..pooling.apex import ESTIMATORS
+from ..sample.generator import TRUTH_NAME
+from ..stores import write as store
+from ..stores.read import open_store
 from .sequences import SequencesConfig, sequences_clip
 from .stages import ModalitiesConfig, faces_clip, modalities_clip, preprocess_clip
 
 # The modules whose code decides each stage's output (hashed into every clip's key).
-FACES_CODE = tuple(f"mesti.pipeline.{m}" for m in ("faces", "frames", "stages", "store"))
+FACES_CODE = tuple(f"mesti.pipeline.{m}"
+                   for m in ("faces.align", "faces.decode", "runner.stages", "stores.write"))
 MODALITIES_CODE = tuple(f"mesti.pipeline.{m}"
-                        for m in ("apex", "kernels", "weights", "stages", "store",
+                        for m in ("pooling.apex", "pooling.kernels", "pooling.weights",
+                                  "runner.stages", "stores.write",
                                   "motion.active", "motion.flow", "motion.images",
                                   "motion.magnify"))
 SEQUENCES_CODE = tuple(f"mesti.pipeline.{m}"
-                       for m in ("sequences", "faces", "store", "motion.flow",
-                                 "motion.landmarks68", "motion.sampling"))
+                       for m in ("runner.sequences", "faces.align", "stores.write", "motion.flow",
+                                 "faces.landmarks68", "motion.sampling"))
 
 
 @dataclass(frozen=True)

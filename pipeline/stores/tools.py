@@ -32,9 +32,9 @@ from pathlib import Path
 
 import zarr
 
-from . import store as writer
-from .reader import Store, StoreError, open_store
-from .store import SPEC, data_keys, recompute_key, spec_arrays
+from . import write as writer
+from .read import Store, StoreError, open_store
+from .write import SPEC, data_keys, recompute_key, spec_arrays
 
 LANDMARKS = 468
 MANIFEST = "MANIFEST.json"

@@ -17,15 +17,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import apex as apex_policy
-from . import faces, store
-from .frames import ClipError, ClipInput, clip_folder, read_input
-from .kernels import flat_tolerance, to_uint8, weighted_sum
-from .motion.flow import SCALINGS, TVL1Params
-from .motion.images import MOTION_IMAGES, FlowImages, motion_images
-from .motion.magnify import MagnifyParams, magnify
-from .reader import open_store
-from .weights import VARIANTS, weights
+from ..faces import align as faces
+from ..faces.decode import ClipError, ClipInput, clip_folder, read_input
+from ..motion.flow import SCALINGS, TVL1Params
+from ..motion.images import MOTION_IMAGES, FlowImages, motion_images
+from ..motion.magnify import MagnifyParams, magnify
+from ..pooling import apex as apex_policy
+from ..pooling.kernels import flat_tolerance, to_uint8, weighted_sum
+from ..pooling.weights import VARIANTS, weights
+from ..stores import write as store
+from ..stores.read import open_store
 
 _MODELS: dict[float, faces.FaceModels] = {}
 

@@ -44,7 +44,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
-from .reader import LAYOUT_VERSION, MANIFEST_FIELDS, SAFE_CLIP_ID, ReadLimits
+from .read import LAYOUT_VERSION, MANIFEST_FIELDS, SAFE_CLIP_ID, ReadLimits
 
 LOCK_FILE = ".mesti-writer.lock"  # in the store's root folder; zarr never reads it
 # A lock file still empty after this long was left by a run killed while creating it.

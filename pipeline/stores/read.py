@@ -1,6 +1,6 @@
 """Reading mesti stores: numpy and zarr only (fsspec for URLs), no MediaPipe, Numba or Dask.
 
-    from mesti.pipeline.reader import open_store
+    from mesti.pipeline.stores.read import open_store
     store = open_store("cache/modalities/sample.zarr")
     store.index                            # a pandas DataFrame, one row per clip in store order
     store.image("sub01_EP01_05f", "mesti")  # (224, 224, 3) uint8

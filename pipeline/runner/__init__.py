@@ -1,0 +1,10 @@
+"""Runner: where a clip's work runs.
+
+- ``run``: the stages' drivers (input, output, metrics, failures), the Dask cluster and its
+  options, and the code lists hashed into every clip's content key.
+- ``stages``: the per-clip functions of the faces and modalities stages.
+- ``sequences``: the per-clip function of the sequences stage.
+
+The only room that imports Dask. It may import every room below it: stores, faces, pooling,
+motion and sample; none of them imports it.
+"""
