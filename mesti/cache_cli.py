@@ -72,7 +72,7 @@ def export(store: str, out_zip: Path, check: bool) -> None:
     """Write STORE as one zip file OUT_ZIP with MANIFEST.json and SHA256SUMS."""
     from mesti.pipeline.stores.tools import export_store
 
-    from .cli import USAGE, UserError
+    from .cli_errors import USAGE, UserError
 
     if not out_zip.parent.is_dir():
         raise UserError(f"{out_zip}: the folder {out_zip.parent} does not exist", USAGE)

@@ -9,17 +9,16 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import click
 
+from .cache_cli import cache
+from .cli_errors import DATA, USAGE, UserError, missing_extra, user_error
 from .params import load_section
-from .recorded import RecordedGroup, command_outputs
+from .recorded import RecordedGroup
 
 # The recipes' names (mesti.datasets_manifest.RECIPES), spelled out so that the command line
 # imports without the recipes' readers (OpenCV, openpyxl): `mesti cache` needs the core only.
@@ -31,116 +30,11 @@ PARAMS = click.option("--params", "params", type=click.Path(dir_okay=False, path
                       help="Knobs file; its stage section is read. A file given must "
                            "exist; without the default one, all knobs keep their defaults.")
 
-USAGE, DATA = 2, 1
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
 # The commands that write stores, and the arguments naming those stores: Ctrl-C in one
 # leaves them incomplete (marked so, and resumed by the next run), which is what it says.
 STORE_WRITERS = {"faces": ("store",), "modalities": ("store",), "sequences": ("store",),
                  "preprocess": ("faces_store", "modalities_store")}
-
-
-class UserError(click.ClickException):
-    """A one-line message and its exit code (2: usage, 1: data)."""
-
-    def __init__(self, message: str, exit_code: int = DATA):
-        super().__init__(" ".join(str(message).split()))
-        self.exit_code = exit_code
-
-
-# Which extra of `pip install 'mesti-mer[EXTRA]'` brings each package the core lacks.
-EXTRAS = {name: "pipeline" for name in ("mediapipe", "cv2", "numba", "dask", "distributed",
-                                        "skimage", "openpyxl", "tqdm", "matplotlib", "dvc")}
-EXTRAS |= {"torch": "train", "dvclive": "train", "dask_jobqueue": "cluster"}
-TRAINING = ("train", "predict", "compare")  # their tqdm and matplotlib come with [train]
-
-
-def missing_extra(error: BaseException, command: str | None) -> UserError | None:
-    """The one-line message for a package of an extra that is not installed, else None."""
-    if not isinstance(error, ModuleNotFoundError) or not error.name:
-        return None
-    package = error.name.partition(".")[0]
-    extra = EXTRAS.get(package)
-    if extra is None:
-        return None
-    if command in TRAINING and package in ("tqdm", "matplotlib"):
-        extra = "train"
-    return UserError(f"mesti {command or ''} needs the [{extra}] extra ({package} is not "
-                     f"installed): pip install 'mesti-mer[{extra}]'", DATA)
-
-
-def _loaded(*names: str) -> tuple[type, ...]:
-    """The exception classes ``module:Class`` whose modules are imported: an exception can only
-    be an instance of a loaded class, and importing the others would pull in their extras."""
-    found = []
-    for name in names:
-        module, _, attribute = name.partition(":")
-        if module in sys.modules:
-            found.append(getattr(sys.modules[module], attribute))
-    return tuple(found)
-
-
-def user_error(error: BaseException) -> UserError | None:
-    """The message for a known user-error exception, or None for anything else (a bug)."""
-    usage = _loaded("mesti.params:ParamsError", "mesti.pipeline.sample.generator:SampleTargetError")
-    data = _loaded("mesti.datasets_manifest.manifest:ManifestError",
-                   "mesti.datasets_manifest.sheets:SheetError",
-                   "mesti.datasets_manifest.overrides:OverridesError",
-                   "mesti.pipeline.stores.read:StoreError")
-    if isinstance(error, usage):
-        return UserError(str(error), USAGE)
-    if isinstance(error, data):
-        return UserError(str(error), DATA)
-    run = sys.modules.get("mesti.pipeline.runner.run")  # not imported for this: it is heavy
-    if run is not None and isinstance(error, run.ClusterError):
-        return UserError(str(error), USAGE)
-    if run is not None and isinstance(error, run.StageFailed):
-        return UserError(str(error), DATA)
-    protocols = sys.modules.get("mesti.train.protocols")
-    if protocols is not None and isinstance(error, protocols.ProtocolError):
-        return UserError(str(error), USAGE)
-    store = sys.modules.get("mesti.pipeline.stores.write")
-    if store is not None and isinstance(error, store.WriteRefused):
-        return UserError(str(error), DATA)
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(_disk_full(error), DATA)
-    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return UserError(_not_writable(error), DATA)
-    return None
-
-
-def _free_space(path: Path) -> str:
-    """The free space of the file system ``path`` is (or would be) on."""
-    probe = path.absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        return f"{shutil.disk_usage(probe).free / 1e6:.1f} MB free"
-    except OSError:
-        return "free space unknown"
-
-
-def _disk_full(error: OSError) -> str:
-    """A full disk or quota: the file being written (or, where the error does not say, the
-    command's outputs) and the free space of its own file system."""
-    paths = [Path(error.filename)] if error.filename else command_outputs() or [Path.cwd()]
-    what = "no space left on device" if error.errno == errno.ENOSPC else "disk quota exceeded"
-    if len(paths) == 1:
-        free = f"{_free_space(paths[0])} on that file system"
-    else:
-        free = "; ".join(f"{_free_space(p)} on the file system of {p}" for p in paths)
-    return f"{', '.join(map(str, paths))}: {what} while writing ({free}); what was written " \
-           "before is kept"
-
-
-def _not_writable(error: OSError) -> str:
-    """A read-only folder or file system, or a path this user may not write (or read):
-    the path, which the error names (or the command's outputs where it does not)."""
-    paths = [Path(error.filename)] if error.filename else command_outputs() or [Path.cwd()]
-    if error.errno == errno.EROFS:
-        why = "read-only file system; write the outputs elsewhere"
-    else:
-        why = "permission denied (a read-only folder, or a file this user may not open)"
-    return f"{', '.join(map(str, paths))}: {why}"
 
 
 class Commands(RecordedGroup):
@@ -602,7 +496,5 @@ def _config(cls, params: Path, section: str):
         return load_section(cls, None, section)
     return load_section(cls, params, section)
 
-
-from .cache_cli import cache  # noqa: E402
 
 main.add_command(cache)
