@@ -33,7 +33,7 @@ def verify(store: str, repair: bool) -> None:
     with problems are dropped (a re-run recomputes them); it exits 1 only if a problem of
     the store itself remains.
     """
-    from mesti.pipeline.stores.tools import repair_store, verify_store
+    from mesti.pipeline.stores.verify import repair_store, verify_store
 
     problems, dropped = _call(repair_store, store) if repair else (_call(verify_store, store),
                                                                    [])
@@ -57,7 +57,7 @@ def verify(store: str, repair: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, default=False, help="Print JSON.")
 def info(store: str, as_json: bool) -> None:
     """Describe STORE: kind, dataset, completeness, provenance, each clip's arrays."""
-    from mesti.pipeline.stores.tools import format_info, store_info
+    from mesti.pipeline.stores.info import format_info, store_info
 
     described = _call(store_info, store)
     click.echo(json.dumps(described, indent=2) if as_json else format_info(described))
@@ -70,7 +70,7 @@ def info(store: str, as_json: bool) -> None:
               help="Verify STORE first and refuse to export one with problems.")
 def export(store: str, out_zip: Path, check: bool) -> None:
     """Write STORE as one zip file OUT_ZIP with MANIFEST.json and SHA256SUMS."""
-    from mesti.pipeline.stores.tools import export_store
+    from mesti.pipeline.stores.export import export_store
 
     from .cli_errors import USAGE, UserError
 

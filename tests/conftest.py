@@ -15,7 +15,7 @@ def small_stores(tmp_path_factory) -> Path:
     from mesti.pipeline.faces.align import FacesConfig
     from mesti.pipeline.runner.run import ClusterOptions, run_faces, run_modalities
     from mesti.pipeline.runner.stages import ModalitiesConfig
-    from mesti.pipeline.stores.tools import export_store
+    from mesti.pipeline.stores.export import export_store
 
     tmp = tmp_path_factory.mktemp("small_stores")
     fakes.sample_dataset(tmp, seed=5, subjects=2, min_clips=2, max_clips=2, min_frames=16,

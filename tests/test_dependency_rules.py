@@ -27,7 +27,9 @@ def import_with_blocked(code: str, blocked: list[str]) -> subprocess.CompletedPr
     ("mesti.pipeline.runner.run", ["torch"]),
     ("mesti.pipeline.pooling.weights",
      ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
-    ("mesti.pipeline.stores.tools", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
+    ("mesti.pipeline.stores.export",
+     ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
+    ("mesti.pipeline.stores.info", ["mediapipe", "numba", "dask", "distributed", "torch", "cv2"]),
 ])
 def test_module_imports_without(module: str, blocked: list[str]) -> None:
     result = import_with_blocked(f"import {module}", blocked)
@@ -37,7 +39,7 @@ def test_module_imports_without(module: str, blocked: list[str]) -> None:
 def test_only_the_orchestration_imports_dask() -> None:
     modules = ("pooling.apex", "faces.align", "faces.decode", "pooling.kernels", "stores.read",
                "sample.generator", "figures", "runner.stages", "stores.write", "pooling.weights",
-               "stores.tools", "runner.sequences")
+               "stores.verify", "stores.info", "stores.export", "runner.sequences")
     code = "import " + ", ".join(f"mesti.pipeline.{name}" for name in modules)
     result = import_with_blocked(code, ["dask", "distributed"])
     assert result.returncode == 0, result.stderr[-2000:]

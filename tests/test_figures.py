@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from consolidated import mirror
 from mesti.pipeline.figures import FLOW_SCALE, clip_figure, find_faces, save_figure, show_clip
+from mesti.pipeline.stores.export import export_store
 from mesti.pipeline.stores.read import open_store
-from mesti.pipeline.stores.tools import export_store
 from mesti.train.figures import attention_figure, confusion_figure, write_run_figures
 from mesti.train.run import TrainConfig
 

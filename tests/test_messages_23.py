@@ -22,8 +22,8 @@ from mesti.datasets_manifest.manifest import build_manifest
 from mesti.pipeline.figures import show_clip
 from mesti.pipeline.runner.run import ClusterOptions, run_modalities
 from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.stores.export import export_store
 from mesti.pipeline.stores.read import StoreError, open_store
-from mesti.pipeline.stores.tools import export_store
 from mesti.train import run as train_run
 from mesti.train.compare import UNFINISHED
 from mesti.train.run import TrainConfig, run_training

@@ -11,8 +11,9 @@ from mesti.datasets_manifest.manifest import read_manifest, write_manifest
 from mesti.pipeline.runner.run import ClusterOptions, run_sequences
 from mesti.pipeline.runner.sequences import SequencesConfig
 from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.export import export_store
 from mesti.pipeline.stores.read import open_store
-from mesti.pipeline.stores.tools import export_store, verify_store
+from mesti.pipeline.stores.verify import verify_store
 
 from mesti.cli import main
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from loopback import counting, serving
 from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.export import export_store
 from mesti.pipeline.stores.read import open_store
-from mesti.pipeline.stores.tools import export_store, verify_store
+from mesti.pipeline.stores.verify import verify_store
 
 SIDE = 16
 IMAGES = ["mesti", "apex_frame"]
@@ -161,7 +162,7 @@ def state():
             "zstd": get_codec_class("zstd").__qualname__}
 before = state()
 import mesti.train.dataset
-from mesti.pipeline.stores.tools import verify_store
+from mesti.pipeline.stores.verify import verify_store
 from mesti.pipeline.stores.read import BoundedZstdCodec, open_store
 after_import = state()
 location = sys.argv[1]

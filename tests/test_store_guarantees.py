@@ -23,7 +23,7 @@ from mesti.pipeline.runner.run import ClusterOptions, EmptyInput, run_faces, run
 from mesti.pipeline.runner.stages import ModalitiesConfig
 from mesti.pipeline.stores import write as store
 from mesti.pipeline.stores.read import open_store
-from mesti.pipeline.stores.tools import verify_store
+from mesti.pipeline.stores.verify import verify_store
 
 from mesti.cli import main
 

@@ -178,6 +178,7 @@ def test_code_change_invalidates_clips(monkeypatch) -> None:
     """A clip's key covers the code that computed it, not only knobs and versions."""
     import importlib.util
 
+    from mesti.pipeline.stores import keys
     from mesti.pipeline.stores import write as store
     before = store.versions(code=("mesti.pipeline.pooling.weights",))
     real = importlib.util.find_spec
@@ -190,4 +191,4 @@ def test_code_change_invalidates_clips(monkeypatch) -> None:
         lambda name: Spec() if name == "mesti.pipeline.pooling.weights" else real(name))
     after = store.versions(code=("mesti.pipeline.pooling.weights",))
     assert before["code_sha256"] != after["code_sha256"]
-    assert store.modalities_key("f", {}, {}, before) != store.modalities_key("f", {}, {}, after)
+    assert keys.modalities_key("f", {}, {}, before) != keys.modalities_key("f", {}, {}, after)

@@ -21,8 +21,9 @@ from click.testing import CliRunner
 from consolidated import mirror
 from loopback import RangeHandler, serving
 from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.export import export_store
 from mesti.pipeline.stores.read import ReadLimits, StoreError, _zstd_content_size, open_store
-from mesti.pipeline.stores.tools import export_store, verify_store
+from mesti.pipeline.stores.verify import verify_store
 from numcodecs.zstd import Zstd
 
 from mesti.cli import main

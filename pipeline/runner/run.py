@@ -37,15 +37,16 @@ from .stages import ModalitiesConfig, faces_clip, modalities_clip, preprocess_cl
 
 # The modules whose code decides each stage's output (hashed into every clip's key).
 FACES_CODE = tuple(f"mesti.pipeline.{m}"
-                   for m in ("faces.align", "faces.decode", "runner.stages", "stores.write"))
+                   for m in ("faces.align", "faces.decode", "runner.stages", "stores.write",
+                             "stores.keys"))
 MODALITIES_CODE = tuple(f"mesti.pipeline.{m}"
                         for m in ("pooling.apex", "pooling.kernels", "pooling.weights",
-                                  "runner.stages", "stores.write",
+                                  "runner.stages", "stores.write", "stores.keys",
                                   "motion.active", "motion.flow", "motion.images",
                                   "motion.magnify"))
 SEQUENCES_CODE = tuple(f"mesti.pipeline.{m}"
-                       for m in ("runner.sequences", "faces.align", "stores.write", "motion.flow",
-                                 "faces.landmarks68", "motion.sampling"))
+                       for m in ("runner.sequences", "faces.align", "stores.write", "stores.keys",
+                                 "motion.flow", "faces.landmarks68", "motion.sampling"))
 
 
 @dataclass(frozen=True)

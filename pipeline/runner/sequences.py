@@ -28,6 +28,7 @@ from ..faces.decode import ClipError
 from ..faces.landmarks68 import pupil_distance, to_68
 from ..motion.flow import TVL1Params, tvl1_flow
 from ..motion.sampling import SAMPLINGS, blend, positions
+from ..stores import keys
 from ..stores import write as store
 from ..stores.read import open_store
 from .stages import faces_arrays, failed, upstream_attrs
@@ -133,9 +134,9 @@ def sequences_clip(clip_id: str, faces_path: str, store_path: str, config: Seque
     attrs = upstream_attrs(source, clip_id)
     if isinstance(attrs, ClipError):
         return failed(attrs)
-    copied = {k: attrs[k] for k in store.SEQUENCE_FIELDS if k in attrs}
+    copied = {k: attrs[k] for k in keys.SEQUENCE_FIELDS if k in attrs}
     params = asdict(config)
-    key = store.sequences_key(attrs["content_key"], copied, params, context["versions"])
+    key = keys.sequences_key(attrs["content_key"], copied, params, context["versions"])
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}
     arrays = faces_arrays(source, clip_id)

@@ -47,14 +47,12 @@ from zarr.core.group import AsyncGroup
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore, ZipStore
 
+from .keys import MANIFEST_FIELDS, recompute_key
+
 LAYOUT_VERSION = 1
 KINDS = ("faces", "modalities", "sequences")
 SEQUENCE_ARRAYS = ("frames", "positions", "landmarks", "pupil_distance", "flow")  # flow optional
-# The manifest fields every clip of either kind carries (the manifest's ``root``, a path on the
-# machine that built the store, is left out), and the index's columns: those plus n_frames.
-MANIFEST_FIELDS = ("dataset", "subject", "clip_id", "source", "kind", "frames", "frame_numbers",
-                   "onset", "apex", "offset", "emotion", "label3", "label5", "action_units",
-                   "fps")
+# The index's columns: the manifest fields (keys.py) plus n_frames.
 INDEX_FIELDS = (*MANIFEST_FIELDS, "n_frames")
 SAFE_CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CODECS = frozenset({"bytes", "zstd", "crc32c", "sharding_indexed"})  # the layout's codecs
@@ -518,8 +516,6 @@ class Store:
             raise StoreError(f"{self.location}: a {self.kind} store, not a sequences store")
         if clip_id not in self.clip_ids:
             raise KeyError(f"{self.location}: no clip {clip_id!r}")
-        from .store import recompute_key  # the writer's recipe; it imports this module
-
         attrs = self.clip_attrs(clip_id)
         try:
             recomputed = recompute_key("sequences", attrs)
