@@ -163,7 +163,8 @@ def state():
 before = state()
 import mesti.train.dataset
 from mesti.pipeline.stores.verify import verify_store
-from mesti.pipeline.stores.read import BoundedZstdCodec, open_store
+from mesti.pipeline.stores.limits import BoundedZstdCodec
+from mesti.pipeline.stores.read import open_store
 after_import = state()
 location = sys.argv[1]
 with open_store(location) as opened:

@@ -1,6 +1,8 @@
 """Stores: where a store is written, read, verified, described and exported.
 
-- ``read``: opening a store (a folder, a zip or a URL) and reading it within ``ReadLimits``.
+- ``read``: opening a store (a folder, a zip or a URL) and reading it.
+- ``limits``: ``ReadLimits`` and the bounded zstd codec: what reading an untrusted store may
+  cost; ``StoreError``.
 - ``write``: the writer: layout, locks, finalising and the consolidated metadata.
 - ``keys``: content keys and their recipe (the writer stores them, reader and verify
   recompute them); the manifest fields every clip carries.

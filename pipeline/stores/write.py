@@ -44,7 +44,8 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import ConsolidatedMetadata, GroupMetadata
 
-from .read import LAYOUT_VERSION, SAFE_CLIP_ID, ReadLimits
+from .limits import ReadLimits
+from .read import LAYOUT_VERSION, SAFE_CLIP_ID
 
 LOCK_FILE = ".mesti-writer.lock"  # in the store's root folder; zarr never reads it
 # A lock file still empty after this long was left by a run killed while creating it.
