@@ -21,7 +21,8 @@ from mesti.datasets_manifest.manifest import read_manifest
 from mesti.pipeline.faces.align import FacesConfig
 from mesti.pipeline.pooling.kernels import weighted_sum
 from mesti.pipeline.pooling.weights import mesti
-from mesti.pipeline.runner.run import ClusterOptions, dask_client, run_preprocess
+from mesti.pipeline.runner.cluster import ClusterOptions, dask_client
+from mesti.pipeline.runner.run import run_preprocess
 from mesti.pipeline.runner.stages import ModalitiesConfig
 
 from .tasks import decode_clip, peak_rss_mb, warm_worker

@@ -162,7 +162,8 @@ def preprocess(manifests: dict[str, Path], scratch: Path, workers: int) -> dict[
     """Decode floor and preprocessing of the three datasets on one LocalCluster."""
     from mesti.datasets_manifest.manifest import read_manifest
     from mesti.pipeline.faces.align import FacesConfig
-    from mesti.pipeline.runner.run import ClusterOptions, dask_client, run_preprocess
+    from mesti.pipeline.runner.cluster import ClusterOptions, dask_client
+    from mesti.pipeline.runner.run import run_preprocess
     from mesti.pipeline.runner.stages import ModalitiesConfig
 
     from bench.tasks import decode_clip, warm_worker

@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from mesti.datasets_manifest.manifest import read_manifest
     from mesti.pipeline.faces.align import FacesConfig
-    from mesti.pipeline.runner.run import ClusterOptions, run_preprocess
+    from mesti.pipeline.runner.cluster import ClusterOptions
+    from mesti.pipeline.runner.run import run_preprocess
     from mesti.pipeline.runner.stages import ModalitiesConfig
 
     from bench import dataset

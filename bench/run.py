@@ -289,7 +289,7 @@ def notes(m: Measurements) -> list[str]:
         "1: end to end is run_preprocess (mesti preprocess) from the manifest into fresh "
         "stores with the default knobs and ClusterOptions(workers=N): wall clock including "
         "the LocalCluster's start and stop. The floor is the same LocalCluster "
-        "(pipeline.runner.run.dask_client) mapping bench.tasks.decode_clip (np.fromfile + "
+        "(pipeline.runner.cluster.dask_client) mapping bench.tasks.decode_clip (np.fromfile + "
         "cv2.imdecode of every frame) over the clips, start and stop included.",
         "3: run_preprocess on the 2-worker stores with modalities.apex_policy=middle, which "
         "changes every modality key and no faces key: as dvc repro runs it after that edit.",

@@ -206,7 +206,7 @@ def _run_stage(run, *args, metrics, failures, max_failure_fraction, prune,
 
 def _cluster(scheduler, scheduler_file, workers, progress, jobqueue, jobs):
     """The cluster options; unusable ones fail here, before a stage opens its store."""
-    from mesti.pipeline.runner.run import ClusterOptions, dask_client, jobqueue_cluster
+    from mesti.pipeline.runner.cluster import ClusterOptions, dask_client, jobqueue_cluster
 
     context = click.get_current_context()  # the stage's: what Ctrl-C leaves incomplete
     context.meta["mesti.stores"] = [context.params[name] for name in

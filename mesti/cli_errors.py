@@ -71,9 +71,10 @@ def user_error(error: BaseException) -> UserError | None:
         return UserError(str(error), USAGE)
     if isinstance(error, data):
         return UserError(str(error), DATA)
-    run = sys.modules.get("mesti.pipeline.runner.run")  # not imported for this: it is heavy
-    if run is not None and isinstance(error, run.ClusterError):
+    cluster = sys.modules.get("mesti.pipeline.runner.cluster")  # heavy: not imported for this
+    if cluster is not None and isinstance(error, cluster.ClusterError):
         return UserError(str(error), USAGE)
+    run = sys.modules.get("mesti.pipeline.runner.run")
     if run is not None and isinstance(error, run.StageFailed):
         return UserError(str(error), DATA)
     protocols = sys.modules.get("mesti.train.protocols")

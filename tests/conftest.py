@@ -13,7 +13,8 @@ def small_stores(tmp_path_factory) -> Path:
     ``export/modalities.zip`` (what a receiving lab gets)."""
     import fakes
     from mesti.pipeline.faces.align import FacesConfig
-    from mesti.pipeline.runner.run import ClusterOptions, run_faces, run_modalities
+    from mesti.pipeline.runner.cluster import ClusterOptions
+    from mesti.pipeline.runner.run import run_faces, run_modalities
     from mesti.pipeline.runner.stages import ModalitiesConfig
     from mesti.pipeline.stores.export import export_store
 

@@ -12,7 +12,8 @@ from mesti.datasets_manifest import videos
 from mesti.datasets_manifest.manifest import build_manifest, read_manifest, write_manifest
 from mesti.datasets_manifest.sheets import SheetError
 from mesti.pipeline.faces.align import FacesConfig
-from mesti.pipeline.runner.run import ClusterOptions, run_faces
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces
 from mesti.pipeline.sample.generator import IMAGE_DIR, SampleConfig, generate_sample
 from mesti.pipeline.stores.read import open_store
 

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from consolidated import mirror
 from loopback import RangeHandler, serve
 from mesti.pipeline.faces.align import FacesConfig
-from mesti.pipeline.runner.run import ClusterOptions, run_faces, run_modalities
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces, run_modalities
 from mesti.pipeline.runner.stages import ModalitiesConfig
 from mesti.pipeline.stores.archive import CHECKSUMS, MANIFEST
 from mesti.pipeline.stores.export import export_store

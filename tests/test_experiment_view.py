@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mesti.pipeline.runner.run import ClusterOptions, StageOutputs, run_modalities
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import StageOutputs, run_modalities
 from mesti.pipeline.runner.stages import ModalitiesConfig
 from mesti.pipeline.stores.read import open_store
 from mesti.train.run import run_training

@@ -15,7 +15,8 @@ from mesti.datasets_manifest.manifest import build_manifest
 from mesti.pipeline.faces import align as faces
 from mesti.pipeline.faces.decode import iter_frames
 from mesti.pipeline.pooling import apex
-from mesti.pipeline.runner.run import ClusterOptions, run_faces
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces
 from mesti.pipeline.stores.read import open_store
 from real_clips import CLIPS, needs
 

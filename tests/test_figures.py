@@ -139,7 +139,8 @@ def test_training_figures_png_and_pdf(tmp_path: Path) -> None:
 
 def test_motion_images_are_drawn(small_stores: Path, tmp_path: Path) -> None:
     """Flow as a colour wheel with a magnitude scale, the active image with its value scale."""
-    from mesti.pipeline.runner.run import ClusterOptions, run_modalities
+    from mesti.pipeline.runner.cluster import ClusterOptions
+    from mesti.pipeline.runner.run import run_modalities
     from mesti.pipeline.runner.stages import ModalitiesConfig
 
     config = ModalitiesConfig(motion=("flow_uvs", "active_image"), flow_size=32)

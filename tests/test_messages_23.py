@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner
 from mesti.datasets_manifest.manifest import build_manifest
 from mesti.pipeline.figures import show_clip
-from mesti.pipeline.runner.run import ClusterOptions, run_modalities
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_modalities
 from mesti.pipeline.runner.stages import ModalitiesConfig
 from mesti.pipeline.stores.export import export_store
 from mesti.pipeline.stores.read import StoreError, open_store

@@ -15,7 +15,8 @@ from mesti.pipeline.faces import landmarks68
 from mesti.pipeline.faces.align import FacesConfig
 from mesti.pipeline.motion import active, flow
 from mesti.pipeline.motion.images import MOTION_IMAGES, grey
-from mesti.pipeline.runner.run import ClusterOptions, run_faces, run_modalities, run_sequences
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces, run_modalities, run_sequences
 from mesti.pipeline.runner.sequences import SequencesConfig, sequence_arrays, to_size
 from mesti.pipeline.runner.stages import ModalitiesConfig
 from mesti.pipeline.stores.read import StoreError, open_store

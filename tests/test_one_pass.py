@@ -16,7 +16,8 @@ from mesti.pipeline.faces import decode as frames_module
 from mesti.pipeline.faces.align import FacesConfig
 from mesti.pipeline.faces.decode import read_input
 from mesti.pipeline.runner import stages
-from mesti.pipeline.runner.run import ClusterOptions, StageOutputs, run_faces, run_preprocess
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import StageOutputs, run_faces, run_preprocess
 from mesti.pipeline.runner.stages import ModalitiesConfig
 from mesti.pipeline.sample.generator import IMAGE_DIR
 from mesti.pipeline.stores import write as store

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
-from mesti.pipeline.runner.run import ClusterOptions, run_sequences
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_sequences
 from mesti.pipeline.runner.sequences import SequencesConfig
 from mesti.pipeline.stores import write as store
 from mesti.pipeline.stores.export import export_store

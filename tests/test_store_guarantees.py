@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from consolidated import forget, mirror
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
 from mesti.pipeline.faces.align import FacesConfig
-from mesti.pipeline.runner.run import ClusterOptions, EmptyInput, run_faces, run_modalities
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import EmptyInput, run_faces, run_modalities
 from mesti.pipeline.runner.stages import ModalitiesConfig
 from mesti.pipeline.stores import write as store
 from mesti.pipeline.stores.read import open_store

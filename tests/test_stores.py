@@ -14,7 +14,8 @@ from mesti.datasets_manifest.manifest import read_manifest, write_manifest
 from mesti.pipeline.faces.align import FacesConfig
 from mesti.pipeline.pooling import weights
 from mesti.pipeline.pooling.kernels import flat_tolerance, to_uint8
-from mesti.pipeline.runner.run import ClusterOptions, run_faces, run_modalities
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces, run_modalities
 from mesti.pipeline.runner.stages import ModalitiesConfig
 from mesti.pipeline.sample.generator import IMAGE_DIR
 from mesti.pipeline.stores.read import StoreError, open_store

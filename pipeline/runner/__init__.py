@@ -1,7 +1,8 @@
 """Runner: where a clip's work runs.
 
-- ``run``: the stages' drivers (input, output, metrics, failures), the Dask cluster and its
-  options, and the code lists hashed into every clip's content key.
+- ``run``: the stages' drivers (input, output, metrics, failures) and the code lists hashed
+  into every clip's content key.
+- ``cluster``: where the tasks run: ``ClusterOptions`` and the Dask client they give.
 - ``stages``: the per-clip functions of the faces and modalities stages.
 - ``sequences``: the per-clip function of the sequences stage.
 
