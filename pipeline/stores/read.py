@@ -18,12 +18,12 @@ requests in flight at once. Array handles are checked once and kept.
 A store is untrusted input: clip ids from its attributes become paths, so each must be one
 safe path component; the layout version must be the one this reader knows; arrays must be
 numeric and use only the codecs the layout specifies, so nothing is ever unpickled or handed
-to a decoder the format does not name. Time and memory are bounded (``ReadLimits``): declared
-shapes, chunk counts and zip member sizes are checked before anything is allocated, a zstd
-chunk must declare a decompressed size no larger than its chunk (in this reader's own array
-handles: zarr's codec registry and configuration are left alone), and every URL read has
-connect and read timeouts and retries transient errors with back-off. The layout is
-documented in cache/README.md for readers without this code.
+to a decoder the format does not name. Time and memory are bounded (``ReadLimits``, in
+limits.py): declared shapes, chunk counts and zip member sizes are checked before anything
+is allocated, a zstd chunk must declare a decompressed size no larger than its chunk (in
+this reader's own array handles: zarr's codec registry and configuration are left alone),
+and every URL read has connect and read timeouts and retries transient errors with
+back-off. The layout is documented in cache/README.md for readers without this code.
 """
 
 from __future__ import annotations
