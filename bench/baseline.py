@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from mesti.datasets_manifest.manifest import read_manifest
-from mesti.pipeline.weights import dynamic_raw
+from mesti.pipeline.pooling.weights import dynamic_raw
 
 SIZE = 224
 DETECTORS = ("mediapipe", "haar")

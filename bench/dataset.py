@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mesti.datasets_manifest.manifest import build_manifest, read_manifest, write_manifest
-from mesti.pipeline.sample import SampleConfig, generate_sample
+from mesti.pipeline.sample.generator import SampleConfig, generate_sample
 
 CLIPS_PER_SUBJECT = 2
 DONE_MARKER = "bench-dataset.json"

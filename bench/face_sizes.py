@@ -17,7 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from mesti.pipeline import faces
+from mesti.pipeline.faces import align as faces
 
 SHRINKS = (0.5, 0.4, 0.3, 0.25, 0.2, 0.17, 0.15, 0.13, 0.11, 0.1, 0.09, 0.08, 0.07)
 

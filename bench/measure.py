@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 from mesti.datasets_manifest.manifest import read_manifest
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.kernels import weighted_sum
-from mesti.pipeline.run import ClusterOptions, dask_client, run_preprocess
-from mesti.pipeline.stages import ModalitiesConfig
-from mesti.pipeline.weights import mesti
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.pooling.kernels import weighted_sum
+from mesti.pipeline.pooling.weights import mesti
+from mesti.pipeline.runner.cluster import ClusterOptions, dask_client
+from mesti.pipeline.runner.run import run_preprocess
+from mesti.pipeline.runner.stages import ModalitiesConfig
 
 from .tasks import decode_clip, peak_rss_mb, warm_worker
 

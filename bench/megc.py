@@ -10,7 +10,7 @@ subjects, 960x650 grey JPEG; SMIC-HS 164 clips of 16 subjects, 640x480 colour BM
 lengths are drawn uniformly from ranges whose means (CASME II 67, SAMM 74, SMIC-HS 34
 frames) put the three full sheets (255, 159 and 164 clips) at about 34,400 frames, the
 figure counted on the real sheets; the composite's 442 clips hold about 25,100. The faces
-come from pipeline.sample (one photo shipped with scikit-image), so this measures cost,
+come from pipeline.sample.generator (one photo shipped with scikit-image), so this measures cost,
 not accuracy. Generated once under bench/data/megc (about 6 GB, mostly SMIC's BMPs).
 
 Measured, on one LocalCluster for the whole run (the three datasets' ``mesti preprocess``
@@ -90,7 +90,7 @@ def generate(root: Path) -> dict[str, Path]:
 def _write_dataset(out: Path, name: str, shape: Shape, seed: int) -> None:
     """Sample clips (three per generated face) rewritten into the dataset's layout."""
     import cv2
-    from mesti.pipeline.sample import IMAGE_DIR, SampleConfig, generate_sample
+    from mesti.pipeline.sample.generator import IMAGE_DIR, SampleConfig, generate_sample
     from openpyxl import Workbook
 
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
@@ -161,9 +161,10 @@ def _clip_place(out: Path, name: str, subject: int, episode: int, clip,
 def preprocess(manifests: dict[str, Path], scratch: Path, workers: int) -> dict[str, float]:
     """Decode floor and preprocessing of the three datasets on one LocalCluster."""
     from mesti.datasets_manifest.manifest import read_manifest
-    from mesti.pipeline.faces import FacesConfig
-    from mesti.pipeline.run import ClusterOptions, dask_client, run_preprocess
-    from mesti.pipeline.stages import ModalitiesConfig
+    from mesti.pipeline.faces.align import FacesConfig
+    from mesti.pipeline.runner.cluster import ClusterOptions, dask_client
+    from mesti.pipeline.runner.run import run_preprocess
+    from mesti.pipeline.runner.stages import ModalitiesConfig
 
     from bench.tasks import decode_clip, warm_worker
 

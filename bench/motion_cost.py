@@ -18,10 +18,10 @@ import time
 
 import cv2
 import numpy as np
-from mesti.pipeline.faces import FaceModels
+from mesti.pipeline.faces.align import FaceModels
 from mesti.pipeline.motion.images import FlowImages, motion_images
-from mesti.pipeline.reader import open_store
-from mesti.pipeline.sequences import SequencesConfig, sequence_arrays
+from mesti.pipeline.runner.sequences import SequencesConfig, sequence_arrays
+from mesti.pipeline.stores.read import open_store
 
 
 def _timed(function, *args) -> float:

@@ -31,25 +31,25 @@ STEPS: dict[str, list[tuple[str, str, str]]] = {
                              "read_input")],
     "JPEG decode (cv2.imdecode)": [("~", "<imdecode>", "decode_image")],
     "detection + mesh (once a clip, amortised)": [
-        ("pipeline/faces.py", name, "_align") for name in ("detect", "landmarks",
+        ("pipeline/faces/align.py", name, "_align") for name in ("detect", "landmarks",
                                                            "attempt_faces")] + [
-        ("pipeline/stages.py", "_models", "_align")],
-    "warp to the crop (cv2.warpAffine)": [("pipeline/faces.py", "warp", "_align")],
-    "colour + equalise": [("pipeline/faces.py", "equalise", "_align"),
+        ("pipeline/runner/stages.py", "_models", "_align")],
+    "warp to the crop (cv2.warpAffine)": [("pipeline/faces/align.py", "warp", "_align")],
+    "colour + equalise": [("pipeline/faces/align.py", "equalise", "_align"),
                           ("~", "<cvtColor>", "_align")],
-    "faces store write": [("pipeline/store.py", "write_clip", "_faces")],
-    "apex estimates": [("pipeline/apex.py", "estimates", "_write_modalities")],
+    "faces store write": [("pipeline/stores/write.py", "write_clip", "_faces")],
+    "apex estimates": [("pipeline/pooling/apex.py", "estimates", "_write_modalities")],
     "pooling kernels (MESTI, dynamic images)": [
-        ("pipeline/kernels.py", name, "_write_modalities")
+        ("pipeline/pooling/kernels.py", name, "_write_modalities")
         for name in ("weighted_sum", "to_uint8", "flat_tolerance")],
     "motion images": [("pipeline/motion/images.py", "motion_images", "_write_modalities")],
     "modality store write (zstd, shards)": [
-        ("pipeline/store.py", "write_clip", "_write_modalities")],
+        ("pipeline/stores/write.py", "write_clip", "_write_modalities")],
     "content keys and existing-clip checks": [
-        ("pipeline/store.py", "existing_key", caller) for caller in ("_faces",
+        ("pipeline/stores/write.py", "existing_key", caller) for caller in ("_faces",
                                                                       "preprocess_clip")] + [
-        ("pipeline/store.py", "faces_key", "_faces"),
-        ("pipeline/stages.py", "_modalities_key", "preprocess_clip")],
+        ("pipeline/stores/write.py", "faces_key", "_faces"),
+        ("pipeline/runner/stages.py", "_modalities_key", "preprocess_clip")],
 }
 
 
@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mesti.datasets_manifest.manifest import read_manifest
-    from mesti.pipeline.faces import FacesConfig
-    from mesti.pipeline.run import ClusterOptions, run_preprocess
-    from mesti.pipeline.stages import ModalitiesConfig
+    from mesti.pipeline.faces.align import FacesConfig
+    from mesti.pipeline.runner.cluster import ClusterOptions
+    from mesti.pipeline.runner.run import run_preprocess
+    from mesti.pipeline.runner.stages import ModalitiesConfig
 
     from bench import dataset
     from bench.tasks import decode_clip

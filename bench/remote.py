@@ -32,8 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from loopback import counting, serving
-from mesti.pipeline import store as writer
-from mesti.pipeline.reader import open_store
+from mesti.pipeline.stores import write as writer
+from mesti.pipeline.stores.read import open_store
 
 IMAGES = ("mesti", "dynamic_raw", "apex_frame")
 LABELS = ("negative", "positive", "surprise")

@@ -280,15 +280,16 @@ def notes(m: Measurements) -> list[str]:
         f"generated in {d.generate_s:.0f} s"
     return [
         f"Input: {d.clips} clips x {d.frames_per_clip} frames ({d.frames} frames) of 640x480 "
-        f"colour JPEG from pipeline.sample ({generated}; the manifest of all {2 * d.clips} "
-        f"clips built in {d.manifest_s:.2f} s, not counted). Frames are in the page cache.",
+        f"colour JPEG from pipeline.sample.generator ({generated}; the manifest of all "
+        f"{2 * d.clips} clips built in {d.manifest_s:.2f} s, not counted). Frames are in the "
+        "page cache.",
         "Each round runs, back to back: for 1 then 2 workers the decode floor, the end-to-end "
         "run and the fixed cost; then the re-run and both recipes. A row's figure is the "
         "median over rounds of the ratio taken within each round, with its range.",
         "1: end to end is run_preprocess (mesti preprocess) from the manifest into fresh "
         "stores with the default knobs and ClusterOptions(workers=N): wall clock including "
         "the LocalCluster's start and stop. The floor is the same LocalCluster "
-        "(pipeline.run.dask_client) mapping bench.tasks.decode_clip (np.fromfile + "
+        "(pipeline.runner.cluster.dask_client) mapping bench.tasks.decode_clip (np.fromfile + "
         "cv2.imdecode of every frame) over the clips, start and stop included.",
         "3: run_preprocess on the 2-worker stores with modalities.apex_policy=middle, which "
         "changes every modality key and no faces key: as dvc repro runs it after that edit.",

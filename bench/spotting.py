@@ -8,7 +8,7 @@ Two rows:
    align the face, stabilise every frame, the k-frame Dual TV-L1 flow and strain, region
    means, chunked writes) on one 20-second synthetic 320x240 30 fps video (the DVC sample's
    size), in frames of video per second, against merely decoding the same frames
-   (``pipeline.frames.read_image``): the floor any spotting of that video pays.
+   (``pipeline.faces.decode.read_image``): the floor any spotting of that video pays.
 2. Memory: a SAMM-sized video (2040x1088 at 200 fps, ``--seconds`` long) and the same frames
    twice over (a video twice as long), each processed in a fresh interpreter; the peak
    resident memory of each (``ru_maxrss``). Bounded memory means the two are about equal:
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mesti.pipeline.frames import read_image
+from mesti.pipeline.faces.decode import read_image
 from mesti.pipeline.spotting.config import LongSampleConfig
 from mesti.pipeline.spotting.synthetic import generate_long_sample
 

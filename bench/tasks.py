@@ -33,9 +33,9 @@ def decode_clip(paths: list[str], grey: bool = False) -> int:
 def warm_worker() -> None:
     """What a worker loads before its first clip: the stages' modules, MediaPipe's models,
     the Numba kernels (from their on-disk cache)."""
-    from mesti.pipeline import stages
-    from mesti.pipeline.faces import FacesConfig
-    from mesti.pipeline.kernels import weighted_sum
+    from mesti.pipeline.faces.align import FacesConfig
+    from mesti.pipeline.pooling.kernels import weighted_sum
+    from mesti.pipeline.runner import stages
 
     stages._models(FacesConfig().min_confidence)
     weighted_sum(np.zeros((3, 8, 8, 3), np.uint8), np.ones(3, np.float32))

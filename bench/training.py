@@ -139,7 +139,7 @@ def sample_settings(params: Path) -> dict[str, dict]:
     """Per model the keyword arguments of :func:`training_throughput` that the params file
     gives: MEGANet's input size and batch; FDP's and MOL's sections over the sequences
     store's frame side."""
-    from mesti.pipeline.sequences import SequencesConfig
+    from mesti.pipeline.runner.sequences import SequencesConfig
     from mesti.train.inputs import FDPConfig, MOLConfig
     from mesti.train.run import TrainConfig
 

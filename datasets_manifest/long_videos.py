@@ -229,16 +229,3 @@ def _write(path: Path, cls: type, rows: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=[f.name for f in fields(cls)])
         writer.writeheader()
         writer.writerows(rows)
-
-
-def build_long_manifest(dataset: str, root: Path, out: Path, *, sheet: Path | None = None,
-                        max_missing_fraction: float = 0.1,
-                        absolute_paths: bool = False) -> dict[str, object]:
-    """Read ``dataset``'s long videos at ``root`` with its recipe and write the manifest."""
-    from . import LONG_VIDEO_RECIPES
-
-    if dataset not in LONG_VIDEO_RECIPES:
-        raise ValueError(f"unknown long-video dataset {dataset!r}; known: "
-                         f"{', '.join(LONG_VIDEO_RECIPES)}")
-    scan = LONG_VIDEO_RECIPES[dataset].prepare(Path(root), sheet)
-    return write_long_manifest(scan, out, max_missing_fraction, absolute_paths)

@@ -22,7 +22,8 @@ from collections import Counter
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from . import RECIPES
+from . import LONG_VIDEO_RECIPES, RECIPES
+from .long_videos import write_long_manifest
 from .overrides import load_overrides
 from .records import ClipRecord, Problem
 from .validate import ManifestConfig, validate
@@ -258,3 +259,14 @@ def _report(dataset: str, root: Path, sheet: Path | None, counts: dict,
         detail = p.detail.replace("|", "\\|")
         lines.append(f"| {p.clip_id} | {p.subject} | {p.code} | {p.action} | {detail} |")
     return "\n".join([*lines, ""])
+
+
+def build_long_manifest(dataset: str, root: Path, out: Path, *, sheet: Path | None = None,
+                        max_missing_fraction: float = 0.1,
+                        absolute_paths: bool = False) -> dict[str, object]:
+    """Read ``dataset``'s long videos at ``root`` with its recipe and write the manifest."""
+    if dataset not in LONG_VIDEO_RECIPES:
+        raise ValueError(f"unknown long-video dataset {dataset!r}; known: "
+                         f"{', '.join(LONG_VIDEO_RECIPES)}")
+    scan = LONG_VIDEO_RECIPES[dataset].prepare(Path(root), sheet)
+    return write_long_manifest(scan, out, max_missing_fraction, absolute_paths)

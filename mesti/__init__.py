@@ -19,7 +19,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "open_store": ("mesti.pipeline.reader", "open_store"),
+    "open_store": ("mesti.pipeline.stores.read", "open_store"),
     "MestiDataset": ("mesti.train.dataset", "MestiDataset"),
     "load_manifest": ("mesti.datasets_manifest.manifest", "read_manifest"),
 }

@@ -33,7 +33,7 @@ def verify(store: str, repair: bool) -> None:
     with problems are dropped (a re-run recomputes them); it exits 1 only if a problem of
     the store itself remains.
     """
-    from mesti.pipeline.cache_tools import repair_store, verify_store
+    from mesti.pipeline.stores.verify import repair_store, verify_store
 
     problems, dropped = _call(repair_store, store) if repair else (_call(verify_store, store),
                                                                    [])
@@ -57,7 +57,7 @@ def verify(store: str, repair: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, default=False, help="Print JSON.")
 def info(store: str, as_json: bool) -> None:
     """Describe STORE: kind, dataset, completeness, provenance, each clip's arrays."""
-    from mesti.pipeline.cache_tools import format_info, store_info
+    from mesti.pipeline.stores.info import format_info, store_info
 
     described = _call(store_info, store)
     click.echo(json.dumps(described, indent=2) if as_json else format_info(described))
@@ -70,9 +70,9 @@ def info(store: str, as_json: bool) -> None:
               help="Verify STORE first and refuse to export one with problems.")
 def export(store: str, out_zip: Path, check: bool) -> None:
     """Write STORE as one zip file OUT_ZIP with MANIFEST.json and SHA256SUMS."""
-    from mesti.pipeline.cache_tools import export_store
+    from mesti.pipeline.stores.export import export_store
 
-    from .cli import USAGE, UserError
+    from .cli_errors import USAGE, UserError
 
     if not out_zip.parent.is_dir():
         raise UserError(f"{out_zip}: the folder {out_zip.parent} does not exist", USAGE)
@@ -83,7 +83,7 @@ def export(store: str, out_zip: Path, check: bool) -> None:
 
 def _call(function, *args, **kwargs):
     """Run a library function; a location that is not a usable store is a clean error."""
-    from mesti.pipeline.reader import StoreError
+    from mesti.pipeline.stores.read import StoreError
 
     try:
         return function(*args, **kwargs)

@@ -9,138 +9,28 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import click
 
-from .params import load_section
-from .recorded import RecordedGroup, command_outputs
+from .cache_cli import cache
+from .cli_errors import DATA, USAGE, UserError, missing_extra, user_error
+from .params import PARAMS
+from .params import command_config as _config
+from .recorded import RecordedGroup
 
 # The recipes' names (mesti.datasets_manifest.RECIPES), spelled out so that the command line
 # imports without the recipes' readers (OpenCV, openpyxl): `mesti cache` needs the core only.
 DATASETS = ("casme2", "casme3", "samm", "smic", "videos")
 
-DEFAULT_PARAMS = Path("params.yaml")
-PARAMS = click.option("--params", "params", type=click.Path(dir_okay=False, path_type=Path),
-                      default=DEFAULT_PARAMS, show_default=True,
-                      help="Knobs file; its stage section is read. A file given must "
-                           "exist; without the default one, all knobs keep their defaults.")
 
-USAGE, DATA = 2, 1
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
 # The commands that write stores, and the arguments naming those stores: Ctrl-C in one
 # leaves them incomplete (marked so, and resumed by the next run), which is what it says.
 STORE_WRITERS = {"faces": ("store",), "modalities": ("store",), "sequences": ("store",),
                  "preprocess": ("faces_store", "modalities_store")}
-
-
-class UserError(click.ClickException):
-    """A one-line message and its exit code (2: usage, 1: data)."""
-
-    def __init__(self, message: str, exit_code: int = DATA):
-        super().__init__(" ".join(str(message).split()))
-        self.exit_code = exit_code
-
-
-# Which extra of `pip install 'mesti-mer[EXTRA]'` brings each package the core lacks.
-EXTRAS = {name: "pipeline" for name in ("mediapipe", "cv2", "numba", "dask", "distributed",
-                                        "skimage", "openpyxl", "tqdm", "matplotlib", "dvc")}
-EXTRAS |= {"torch": "train", "dvclive": "train", "dask_jobqueue": "cluster"}
-TRAINING = ("train", "predict", "compare")  # their tqdm and matplotlib come with [train]
-
-
-def missing_extra(error: BaseException, command: str | None) -> UserError | None:
-    """The one-line message for a package of an extra that is not installed, else None."""
-    if not isinstance(error, ModuleNotFoundError) or not error.name:
-        return None
-    package = error.name.partition(".")[0]
-    extra = EXTRAS.get(package)
-    if extra is None:
-        return None
-    if command in TRAINING and package in ("tqdm", "matplotlib"):
-        extra = "train"
-    return UserError(f"mesti {command or ''} needs the [{extra}] extra ({package} is not "
-                     f"installed): pip install 'mesti-mer[{extra}]'", DATA)
-
-
-def _loaded(*names: str) -> tuple[type, ...]:
-    """The exception classes ``module:Class`` whose modules are imported: an exception can only
-    be an instance of a loaded class, and importing the others would pull in their extras."""
-    found = []
-    for name in names:
-        module, _, attribute = name.partition(":")
-        if module in sys.modules:
-            found.append(getattr(sys.modules[module], attribute))
-    return tuple(found)
-
-
-def user_error(error: BaseException) -> UserError | None:
-    """The message for a known user-error exception, or None for anything else (a bug)."""
-    usage = _loaded("mesti.params:ParamsError", "mesti.pipeline.sample:SampleTargetError")
-    data = _loaded("mesti.datasets_manifest.manifest:ManifestError",
-                   "mesti.datasets_manifest.sheets:SheetError",
-                   "mesti.datasets_manifest.overrides:OverridesError",
-                   "mesti.pipeline.reader:StoreError")
-    if isinstance(error, usage):
-        return UserError(str(error), USAGE)
-    if isinstance(error, data):
-        return UserError(str(error), DATA)
-    run = sys.modules.get("mesti.pipeline.run")  # not imported for this: it is heavy
-    if run is not None and isinstance(error, run.ClusterError):
-        return UserError(str(error), USAGE)
-    if run is not None and isinstance(error, run.StageFailed):
-        return UserError(str(error), DATA)
-    protocols = sys.modules.get("mesti.train.protocols")
-    if protocols is not None and isinstance(error, protocols.ProtocolError):
-        return UserError(str(error), USAGE)
-    store = sys.modules.get("mesti.pipeline.store")
-    if store is not None and isinstance(error, store.WriteRefused):
-        return UserError(str(error), DATA)
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(_disk_full(error), DATA)
-    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return UserError(_not_writable(error), DATA)
-    return None
-
-
-def _free_space(path: Path) -> str:
-    """The free space of the file system ``path`` is (or would be) on."""
-    probe = path.absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        return f"{shutil.disk_usage(probe).free / 1e6:.1f} MB free"
-    except OSError:
-        return "free space unknown"
-
-
-def _disk_full(error: OSError) -> str:
-    """A full disk or quota: the file being written (or, where the error does not say, the
-    command's outputs) and the free space of its own file system."""
-    paths = [Path(error.filename)] if error.filename else command_outputs() or [Path.cwd()]
-    what = "no space left on device" if error.errno == errno.ENOSPC else "disk quota exceeded"
-    if len(paths) == 1:
-        free = f"{_free_space(paths[0])} on that file system"
-    else:
-        free = "; ".join(f"{_free_space(p)} on the file system of {p}" for p in paths)
-    return f"{', '.join(map(str, paths))}: {what} while writing ({free}); what was written " \
-           "before is kept"
-
-
-def _not_writable(error: OSError) -> str:
-    """A read-only folder or file system, or a path this user may not write (or read):
-    the path, which the error names (or the command's outputs where it does not)."""
-    paths = [Path(error.filename)] if error.filename else command_outputs() or [Path.cwd()]
-    if error.errno == errno.EROFS:
-        why = "read-only file system; write the outputs elsewhere"
-    else:
-        why = "permission denied (a read-only folder, or a file this user may not open)"
-    return f"{', '.join(map(str, paths))}: {why}"
 
 
 class Commands(RecordedGroup):
@@ -196,7 +86,7 @@ class Commands(RecordedGroup):
 @click.option("-v", "--verbose", is_flag=True, help="Keep MediaPipe's and TFLite's log lines.")
 def main(verbose: bool) -> None:
     """Micro-expression preprocessing: manifests, aligned faces, MESTI stores, training."""
-    if verbose:  # read by pipeline/faces.py, in this process and the workers it starts
+    if verbose:  # read by pipeline/faces/align.py, in this process and the workers it starts
         os.environ["MESTI_VERBOSE"] = "1"
 
 
@@ -205,7 +95,7 @@ def main(verbose: bool) -> None:
 @PARAMS
 def sample(out_dir: Path, params: Path) -> None:
     """Write the synthetic sample dataset (CASME II layout) into OUT_DIR."""
-    from mesti.pipeline.sample import SampleConfig, generate_sample
+    from mesti.pipeline.sample.generator import SampleConfig, generate_sample
 
     clips = generate_sample(out_dir, _config(SampleConfig, params, "sample"))
     frames = sum(c.offset - c.onset + 1 for c in clips)
@@ -303,7 +193,7 @@ def stage_outputs(command):
 def _run_stage(run, *args, metrics, failures, max_failure_fraction, prune,
                **cluster_options) -> None:
     """Call a stage's library function with the cluster and report options; print metrics."""
-    from mesti.pipeline.run import StageOutputs
+    from mesti.pipeline.runner.run import StageOutputs
 
     result = run(*args, _cluster(**cluster_options),
                  StageOutputs(metrics, failures, max_failure_fraction), prune=prune)
@@ -312,7 +202,7 @@ def _run_stage(run, *args, metrics, failures, max_failure_fraction, prune,
 
 def _cluster(scheduler, scheduler_file, workers, progress, jobqueue, jobs):
     """The cluster options; unusable ones fail here, before a stage opens its store."""
-    from mesti.pipeline.run import ClusterOptions, dask_client, jobqueue_cluster
+    from mesti.pipeline.runner.cluster import ClusterOptions, dask_client, jobqueue_cluster
 
     context = click.get_current_context()  # the stage's: what Ctrl-C leaves incomplete
     context.meta["mesti.stores"] = [context.params[name] for name in
@@ -328,7 +218,7 @@ def _cluster(scheduler, scheduler_file, workers, progress, jobqueue, jobs):
 
 def _require_store(location: str | Path, kind: str, role: str):
     """The store at ``location``, refused by name when it is not of ``kind``."""
-    from mesti.pipeline.reader import open_store
+    from mesti.pipeline.stores.read import open_store
 
     store = open_store(location)
     found = store.attrs.get("kind")
@@ -349,8 +239,8 @@ def faces(manifest_csv: Path, store: Path, params: Path, **options) -> None:
     A clip that cannot be processed (missing or broken frames, no face, several faces) is
     recorded in the failures table and the rest goes on.
     """
-    from mesti.pipeline.faces import FacesConfig
-    from mesti.pipeline.run import run_faces
+    from mesti.pipeline.faces.align import FacesConfig
+    from mesti.pipeline.runner.run import run_faces
 
     _run_stage(run_faces, manifest_csv, store, _config(FacesConfig, params, "faces"), **options)
 
@@ -363,8 +253,8 @@ def faces(manifest_csv: Path, store: Path, params: Path, **options) -> None:
 @cluster_options
 def modalities(faces_store: Path, store: Path, params: Path, **options) -> None:
     """Compute MESTI, dynamic images and the apex frame of every clip into STORE (zarr)."""
-    from mesti.pipeline.run import run_modalities
-    from mesti.pipeline.stages import ModalitiesConfig
+    from mesti.pipeline.runner.run import run_modalities
+    from mesti.pipeline.runner.stages import ModalitiesConfig
 
     config = _config(ModalitiesConfig, params, "modalities")
     _require_store(faces_store, "faces", "mesti modalities")
@@ -400,9 +290,9 @@ def preprocess(manifest_csv: Path, faces_store: Path, modalities_store: Path, pa
     faces are unchanged is not decoded again (its modalities are reused, or recomputed from
     FACES_STORE when only their knobs changed).
     """
-    from mesti.pipeline.faces import FacesConfig
-    from mesti.pipeline.run import StageOutputs, run_preprocess
-    from mesti.pipeline.stages import ModalitiesConfig
+    from mesti.pipeline.faces.align import FacesConfig
+    from mesti.pipeline.runner.run import StageOutputs, run_preprocess
+    from mesti.pipeline.runner.stages import ModalitiesConfig
 
     faces_config = _config(FacesConfig, params, "faces")
     modalities_config = _config(ModalitiesConfig, params, "modalities")
@@ -422,8 +312,8 @@ def preprocess(manifest_csv: Path, faces_store: Path, modalities_store: Path, pa
 @cluster_options
 def sequences(faces_store: Path, store: Path, params: Path, **options) -> None:
     """Write sampled grey frames, 68-point landmarks and flows of every clip into STORE."""
-    from mesti.pipeline.run import run_sequences
-    from mesti.pipeline.sequences import SequencesConfig
+    from mesti.pipeline.runner.run import run_sequences
+    from mesti.pipeline.runner.sequences import SequencesConfig
 
     config = _config(SequencesConfig, params, "sequences")
     _require_store(faces_store, "faces", "mesti sequences")
@@ -443,7 +333,7 @@ def show(store: str, clip: str, out: Path, faces_store: str | None,
          images: tuple[str, ...]) -> None:
     """Draw CLIP's pooled images with their scales and, with its faces store, the onset, apex
     and offset crops and the apex-onset difference. OUT is .png, .pdf or .svg."""
-    from mesti.pipeline.show import show_clip
+    from mesti.pipeline.figures import show_clip
 
     try:
         written, note = show_clip(store, clip, out, faces_store, images)
@@ -588,22 +478,6 @@ def _run_determinism(run_dir: Path) -> dict:
         return {}
     return record if isinstance(record, dict) else {}
 
-
-def _config(cls, params: Path, section: str):
-    """A stage's config from ``--params`` (which must exist when given); without it from
-    ./params.yaml, or the defaults (said once per command on stderr) where there is none."""
-    context = click.get_current_context()
-    given = context.get_parameter_source("params") != click.core.ParameterSource.DEFAULT
-    if not given and not params.is_file():
-        meta = context.find_root().meta
-        if not meta.get("told_default_params"):
-            meta["told_default_params"] = True
-            click.echo(f"no {params} here: every knob at its default", err=True)
-        return load_section(cls, None, section)
-    return load_section(cls, params, section)
-
-
-from .cache_cli import cache  # noqa: E402
 
 main.add_command(cache)
 

@@ -8,9 +8,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+import click
 import yaml
 
 T = TypeVar("T")
+
+
+DEFAULT_PARAMS = Path("params.yaml")
+PARAMS = click.option("--params", "params", type=click.Path(dir_okay=False, path_type=Path),
+                      default=DEFAULT_PARAMS, show_default=True,
+                      help="Knobs file; its stage section is read. A file given must "
+                           "exist; without the default one, all knobs keep their defaults.")
 
 
 class ParamsError(ValueError):
@@ -102,3 +110,17 @@ def explain(message: str, values: dict[str, Any]) -> str:
                  if k in values]
         parts.append(f"{rule} must hold" + (f" ({', '.join(given)})" if given else ""))
     return (match["head"] or "") + "; ".join(parts)
+
+
+def command_config(cls: type[T], params: Path, section: str) -> T:
+    """A stage's config from ``--params`` (which must exist when given); without it from
+    ./params.yaml, or the defaults (said once per command on stderr) where there is none."""
+    context = click.get_current_context()
+    given = context.get_parameter_source("params") != click.core.ParameterSource.DEFAULT
+    if not given and not params.is_file():
+        meta = context.find_root().meta
+        if not meta.get("told_default_params"):
+            meta["told_default_params"] = True
+            click.echo(f"no {params} here: every knob at its default", err=True)
+        return load_section(cls, None, section)
+    return load_section(cls, params, section)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
-from .cli import DATA, PARAMS, USAGE, UserError, _config
+from .cli_errors import DATA, USAGE, UserError
+from .params import PARAMS
+from .params import command_config as _config
 
 LONG_DATASETS = ("casme2_lv", "casme3_lv", "samm_lv")
 
@@ -65,7 +67,7 @@ def spot_manifest(dataset: str, raw_root: Path, out: Path, sheet: Path | None,
     """Read DATASET's long videos at RAW_ROOT and its spotting sheet into OUT: videos.csv,
     intervals.csv, problems.csv, report.md, counts.json (params.yaml's manifest section
     gives max_missing_fraction). Exits 1 when no video is usable."""
-    from mesti.datasets_manifest.long_videos import build_long_manifest
+    from mesti.datasets_manifest.manifest import build_long_manifest
     from mesti.datasets_manifest.validate import ManifestConfig
 
     config = _config(ManifestConfig, params, "manifest")

@@ -12,10 +12,11 @@ def small_stores(tmp_path_factory) -> Path:
     ``faces.zarr``, ``modalities.zarr``, and the modality store exported as
     ``export/modalities.zip`` (what a receiving lab gets)."""
     import fakes
-    from mesti.pipeline.cache_tools import export_store
-    from mesti.pipeline.faces import FacesConfig
-    from mesti.pipeline.run import ClusterOptions, run_faces, run_modalities
-    from mesti.pipeline.stages import ModalitiesConfig
+    from mesti.pipeline.faces.align import FacesConfig
+    from mesti.pipeline.runner.cluster import ClusterOptions
+    from mesti.pipeline.runner.run import run_faces, run_modalities
+    from mesti.pipeline.runner.stages import ModalitiesConfig
+    from mesti.pipeline.stores.export import export_store
 
     tmp = tmp_path_factory.mktemp("small_stores")
     fakes.sample_dataset(tmp, seed=5, subjects=2, min_clips=2, max_clips=2, min_frames=16,

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from mesti.datasets_manifest.manifest import build_manifest
-from mesti.pipeline.sample import SampleConfig, generate_sample
+from mesti.pipeline.sample.generator import SampleConfig, generate_sample
 from openpyxl import Workbook
 
 _JPEG = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()

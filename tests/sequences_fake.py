@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from mesti.pipeline import store
-from mesti.pipeline.sequences import DIMENSIONS
+from mesti.pipeline.runner.sequences import DIMENSIONS
+from mesti.pipeline.stores import keys
+from mesti.pipeline.stores import write as store
 
 LABELS = ("negative", "positive", "surprise")
 
@@ -44,7 +45,7 @@ def sequences_store(path: Path, dataset: str, subjects: int, seed: int, *, side:
                      "faces_key": f"faces-{clip_id}",
                      "provenance": {"params": {"size": side, "flow": flow}, "versions": {}}}
             # the key the stage's recipe gives, so readers that check it accept the clip
-            store.write_clip(path, clip_id, arrays, attrs, store.recompute_key("sequences", attrs),
+            store.write_clip(path, clip_id, arrays, attrs, keys.recompute_key("sequences", attrs),
                              dimensions={k: DIMENSIONS[k] for k in arrays})
             ids.append(clip_id)
     store.finalise(path, ids, {})

@@ -11,10 +11,11 @@ import pytest
 from mesti.datasets_manifest import videos
 from mesti.datasets_manifest.manifest import build_manifest, read_manifest, write_manifest
 from mesti.datasets_manifest.sheets import SheetError
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.reader import open_store
-from mesti.pipeline.run import ClusterOptions, run_faces
-from mesti.pipeline.sample import IMAGE_DIR, SampleConfig, generate_sample
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces
+from mesti.pipeline.sample.generator import IMAGE_DIR, SampleConfig, generate_sample
+from mesti.pipeline.stores.read import open_store
 
 SERIAL = ClusterOptions(workers=0, progress=False)
 N = 12  # frames per clip: one lost frame stays under max_missing_fraction

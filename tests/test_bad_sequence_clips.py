@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from consolidated import forget, mirror
-from mesti.pipeline.reader import StoreError, open_store
+from mesti.pipeline.stores.read import StoreError, open_store
 from mesti.train.data import BadClip
 from mesti.train.inputs import MOLConfig, load_inputs
 from sequences_fake import sequences_store

@@ -17,11 +17,15 @@ import zarr
 from click.testing import CliRunner
 from consolidated import mirror
 from loopback import RangeHandler, serve
-from mesti.pipeline.cache_tools import CHECKSUMS, MANIFEST, export_store, store_info, verify_store
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.reader import StoreError, open_store
-from mesti.pipeline.run import ClusterOptions, run_faces, run_modalities
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces, run_modalities
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.stores.archive import CHECKSUMS, MANIFEST
+from mesti.pipeline.stores.export import export_store
+from mesti.pipeline.stores.info import store_info
+from mesti.pipeline.stores.read import StoreError, open_store
+from mesti.pipeline.stores.verify import verify_store
 
 from mesti.cli import main
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mesti.pipeline import store
+from mesti.pipeline.stores import write as store
 from mesti.train import clip_lists
 from mesti.train.clip_lists import ClipListError, load_list
 from mesti.train.run import TrainConfig, prepare_table

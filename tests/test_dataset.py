@@ -14,7 +14,7 @@ import torch
 from loopback import serving
 from mesti.datasets_manifest.manifest import read_manifest
 from mesti.datasets_manifest.records import ClipRecord
-from mesti.pipeline.reader import INDEX_FIELDS, open_store
+from mesti.pipeline.stores.read import INDEX_FIELDS, open_store
 from mesti.train import protocols
 from mesti.train.data import THREE_CLASSES, to_tensor
 from sklearn.model_selection import LeaveOneGroupOut

@@ -142,7 +142,7 @@ def test_the_dependency_rules_section_names_what_the_test_checks() -> None:
         assert row is not None, module
         assert [name for name in blocked if name not in row] == [], (module, row)
     names = re.search(r'modules = \((.*?)\)', Path(rules.__file__).read_text(), re.S).group(1)
-    for name in re.findall(r'"(\w+)"', names):
+    for name in re.findall(r'"([\w.]+)"', names):
         assert f"`{name}`" in section or f"`mesti.pipeline.{name}`" in section, name
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mesti.pipeline.reader import open_store
-from mesti.pipeline.run import ClusterOptions, StageOutputs, run_modalities
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import StageOutputs, run_modalities
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.stores.read import open_store
 from mesti.train.run import run_training
 from mesti.train.tracking import LIVE, RunLog
 from test_training import TINY, tiny_store

@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 from mesti.datasets_manifest.manifest import build_manifest
-from mesti.pipeline import faces, stages
-from mesti.pipeline.frames import ClipError, read_input
+from mesti.pipeline.faces import align as faces
+from mesti.pipeline.faces.decode import ClipError, read_input
+from mesti.pipeline.runner import stages
 from real_clips import CLIPS, frame, needs
 
 pytestmark = needs("single_face.mp4", "video_01.mp4")

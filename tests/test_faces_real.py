@@ -12,10 +12,12 @@ import cv2
 import numpy as np
 import pytest
 from mesti.datasets_manifest.manifest import build_manifest
-from mesti.pipeline import apex, faces
-from mesti.pipeline.frames import iter_frames
-from mesti.pipeline.reader import open_store
-from mesti.pipeline.run import ClusterOptions, run_faces
+from mesti.pipeline.faces import align as faces
+from mesti.pipeline.faces.decode import iter_frames
+from mesti.pipeline.pooling import apex
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces
+from mesti.pipeline.stores.read import open_store
 from real_clips import CLIPS, needs
 
 SINGLE = CLIPS / "single_face.mp4"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from mesti.pipeline.reader import StoreError, open_store
+from mesti.pipeline.stores.read import StoreError, open_store
 from mesti.train.compare import runs_table
 from mesti.train.inputs import (
     FDPConfig,

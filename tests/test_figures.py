@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from consolidated import mirror
-from mesti.pipeline.cache_tools import export_store
-from mesti.pipeline.reader import open_store
-from mesti.pipeline.show import FLOW_SCALE, clip_figure, find_faces, save_figure, show_clip
+from mesti.pipeline.figures import FLOW_SCALE, clip_figure, find_faces, save_figure, show_clip
+from mesti.pipeline.stores.export import export_store
+from mesti.pipeline.stores.read import open_store
 from mesti.train.figures import attention_figure, confusion_figure, write_run_figures
 from mesti.train.run import TrainConfig
 
@@ -139,8 +139,9 @@ def test_training_figures_png_and_pdf(tmp_path: Path) -> None:
 
 def test_motion_images_are_drawn(small_stores: Path, tmp_path: Path) -> None:
     """Flow as a colour wheel with a magnitude scale, the active image with its value scale."""
-    from mesti.pipeline.run import ClusterOptions, run_modalities
-    from mesti.pipeline.stages import ModalitiesConfig
+    from mesti.pipeline.runner.cluster import ClusterOptions
+    from mesti.pipeline.runner.run import run_modalities
+    from mesti.pipeline.runner.stages import ModalitiesConfig
 
     config = ModalitiesConfig(motion=("flow_uvs", "active_image"), flow_size=32)
     run_modalities(small_stores / "faces.zarr", tmp_path / "motion.zarr", config,

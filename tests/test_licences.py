@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from mesti.datasets_manifest import RECIPES
 from mesti.datasets_manifest.licences import LICENCES, SYNTHETIC, licence
-from mesti.pipeline.reader import open_store
+from mesti.pipeline.stores.read import open_store
 
 from mesti.cli import main
 

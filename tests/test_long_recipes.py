@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from mesti.datasets_manifest import LONG_VIDEO_RECIPES
-from mesti.datasets_manifest.long_videos import build_long_manifest
+from mesti.datasets_manifest.manifest import build_long_manifest
 from openpyxl import Workbook
 
 from mesti.cli import main

@@ -18,9 +18,10 @@ from click.testing import CliRunner
 from mesti.datasets_manifest import casme2, casme3, samm, videos
 from mesti.datasets_manifest.manifest import ManifestError, read_manifest
 from mesti.datasets_manifest.validate import ManifestConfig, validate
-from mesti.pipeline import faces, stages
-from mesti.pipeline.frames import ClipError, iter_frames, jpeg_complete, read_input
-from mesti.pipeline.reader import ReadLimits, StoreError, open_store
+from mesti.pipeline.faces import align as faces
+from mesti.pipeline.faces.decode import ClipError, iter_frames, jpeg_complete, read_input
+from mesti.pipeline.runner import stages
+from mesti.pipeline.stores.read import ReadLimits, StoreError, open_store
 from mesti.train.models import fdp
 from mesti.train.run import TrainConfig, run_training
 from PIL import Image
@@ -243,8 +244,7 @@ def work_folders(small_stores: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def test_a_full_disk_names_the_store_not_the_current_folder(work_folders, monkeypatch) -> None:
-    from mesti.pipeline import store as store_module
-
+    from mesti.pipeline.stores import write as store_module
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")  # a write: no file name
 
@@ -261,7 +261,7 @@ def test_a_full_disk_names_the_store_not_the_current_folder(work_folders, monkey
 # --- a writer lock path that is a folder ----------------------------------------------------
 
 def test_a_lock_path_that_is_a_folder_is_refused_by_name(work_folders, capfd) -> None:
-    from mesti.pipeline.store import LOCK_FILE
+    from mesti.pipeline.stores.write import LOCK_FILE
 
     here, out, small_stores = work_folders
     target = out / "m.zarr"

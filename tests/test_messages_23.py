@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from mesti.datasets_manifest.manifest import build_manifest
-from mesti.pipeline.cache_tools import export_store
-from mesti.pipeline.reader import StoreError, open_store
-from mesti.pipeline.run import ClusterOptions, run_modalities
-from mesti.pipeline.show import show_clip
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.figures import show_clip
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_modalities
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.stores.export import export_store
+from mesti.pipeline.stores.read import StoreError, open_store
 from mesti.train import run as train_run
 from mesti.train.compare import UNFINISHED
 from mesti.train.run import TrainConfig, run_training
@@ -325,8 +326,7 @@ def test_dataset_lodo_folds_name_the_dataset(one_dataset: str) -> None:
 
 
 def test_ctrl_c_without_workers_names_the_store(work: Path, monkeypatch) -> None:
-    from mesti.pipeline import run as run_module
-
+    from mesti.pipeline.runner import run as run_module
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from mesti.pipeline.motion import active, flow, landmarks68, magnify, sampling
+from mesti.pipeline.faces import landmarks68
+from mesti.pipeline.motion import active, flow, magnify, sampling
 
 
 def _face_texture(size: int = 96) -> np.ndarray:
@@ -188,7 +189,7 @@ MIRROR_68 = ([16 - i for i in range(17)] + list(range(26, 16, -1)) + [27, 28, 29
 
 
 def test_68_points_follow_the_dlib_layout_on_a_real_face():
-    from mesti.pipeline.sample import _source_photo, source_landmarks
+    from mesti.pipeline.sample.generator import _source_photo, source_landmarks
 
     photo = _source_photo()
     points = landmarks68.to_68(source_landmarks(photo))

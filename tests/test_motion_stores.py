@@ -10,14 +10,16 @@ import fakes
 import numpy as np
 import pytest
 import zarr
-from mesti.pipeline import faces
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.motion import active, flow, landmarks68
+from mesti.pipeline.faces import align as faces
+from mesti.pipeline.faces import landmarks68
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.motion import active, flow
 from mesti.pipeline.motion.images import MOTION_IMAGES, grey
-from mesti.pipeline.reader import StoreError, open_store
-from mesti.pipeline.run import ClusterOptions, run_faces, run_modalities, run_sequences
-from mesti.pipeline.sequences import SequencesConfig, sequence_arrays, to_size
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces, run_modalities, run_sequences
+from mesti.pipeline.runner.sequences import SequencesConfig, sequence_arrays, to_size
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.stores.read import StoreError, open_store
 
 SERIAL = ClusterOptions(workers=0, progress=False)
 
@@ -167,8 +169,7 @@ def test_every_array_has_dimension_names_and_xarray_reads_them(faces_store, moti
 
 
 def test_region_apex_estimators_look_only_at_brows_and_mouth(faces_store: Path):
-    from mesti.pipeline import apex
-
+    from mesti.pipeline.pooling import apex
     source = open_store(faces_store)
     clip = source.clip_ids[0]
     base, mesh = source.frames(clip)[0].astype(np.float64), source.landmarks(clip)

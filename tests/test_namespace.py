@@ -37,7 +37,7 @@ def test_a_users_train_py_does_not_shadow_ours(tmp_path: Path) -> None:
 
 
 def test_import_mesti_is_light() -> None:
-    result = subprocess.run([sys.executable, "-c", "import sys, mesti, mesti.pipeline.reader; "
+    result = subprocess.run([sys.executable, "-c", "import sys, mesti, mesti.pipeline.stores.read; "
                              "print([m for m in ('torch', 'cv2', 'mediapipe', 'dask', 'numba') "
                              "if m in sys.modules])"], capture_output=True, text=True, cwd="/")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 import zarr
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
-from mesti.pipeline import frames as frames_module
-from mesti.pipeline import stages, store
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.frames import read_input
-from mesti.pipeline.reader import open_store
-from mesti.pipeline.run import ClusterOptions, StageOutputs, run_faces, run_preprocess
-from mesti.pipeline.sample import IMAGE_DIR
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.faces import decode as frames_module
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.faces.decode import read_input
+from mesti.pipeline.runner import stages
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import StageOutputs, run_faces, run_preprocess
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.sample.generator import IMAGE_DIR
+from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.read import open_store
 
 SERIAL = ClusterOptions(workers=0, progress=False)
 
@@ -91,7 +93,7 @@ def test_modality_knob_change_recomputes_from_the_faces_store_without_decoding(
     assert clip_files(work / "faces.zarr") == faces_before
     # the same images as the modalities stage computes from that faces store
     monkeypatch.undo()
-    from mesti.pipeline.run import run_modalities
+    from mesti.pipeline.runner.run import run_modalities
 
     run_modalities(work / "faces.zarr", tmp_path / "reference.zarr", changed, SERIAL)
     assert clip_files(work / "modalities.zarr") == clip_files(tmp_path / "reference.zarr")
@@ -221,7 +223,7 @@ def test_whole_chunks_written_directly_equal_zarrs_own(tmp_path: Path, dtype) ->
 @pytest.mark.parametrize("equalise", ["none", "luma", "clahe"])
 def test_equalising_a_bgr_crop_gives_the_rgb_crops_values(equalise: str) -> None:
     """The faces stage equalises the warped BGR crop directly (one colour conversion less)."""
-    from mesti.pipeline.faces import equalise as equalised
+    from mesti.pipeline.faces.align import equalise as equalised
 
     rng = np.random.default_rng(3)
     bgr = cv2.GaussianBlur((rng.random((64, 64, 3)) * 255).astype(np.uint8), (5, 5), 2)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from mesti.datasets_manifest import casme2
 from mesti.datasets_manifest.overrides import OverridesError, load_overrides
 from mesti.datasets_manifest.validate import ManifestConfig, validate
-from mesti.pipeline.sample import SampleConfig
+from mesti.pipeline.sample.generator import SampleConfig
 
 from mesti.cli import main
 from mesti.params import ParamsError, load_section

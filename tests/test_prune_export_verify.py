@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
-from mesti.pipeline import store
-from mesti.pipeline.cache_tools import export_store, verify_store
-from mesti.pipeline.reader import open_store
-from mesti.pipeline.run import ClusterOptions, run_sequences
-from mesti.pipeline.sequences import SequencesConfig
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_sequences
+from mesti.pipeline.runner.sequences import SequencesConfig
+from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.export import export_store
+from mesti.pipeline.stores.read import open_store
+from mesti.pipeline.stores.verify import verify_store
 
 from mesti.cli import main
 

@@ -17,19 +17,11 @@ import faults
 import numpy as np
 import pytest
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.reader import StoreError, open_store
-from mesti.pipeline.run import (
-    ClusterError,
-    ClusterOptions,
-    StageFailed,
-    StageOutputs,
-    _map,
-    jobqueue_cluster,
-    run_faces,
-    run_modalities,
-)
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.runner.cluster import ClusterError, ClusterOptions, jobqueue_cluster
+from mesti.pipeline.runner.run import StageFailed, StageOutputs, _map, run_faces, run_modalities
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.stores.read import StoreError, open_store
 
 BIN = Path(sys.executable).parent
 SERIAL = ClusterOptions(workers=0, progress=False)

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from loopback import counting, serving
-from mesti.pipeline import store
-from mesti.pipeline.cache_tools import export_store, verify_store
-from mesti.pipeline.reader import open_store
+from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.export import export_store
+from mesti.pipeline.stores.read import open_store
+from mesti.pipeline.stores.verify import verify_store
 
 SIDE = 16
 IMAGES = ["mesti", "apex_frame"]
@@ -161,8 +162,9 @@ def state():
             "zstd": get_codec_class("zstd").__qualname__}
 before = state()
 import mesti.train.dataset
-from mesti.pipeline.cache_tools import verify_store
-from mesti.pipeline.reader import BoundedZstdCodec, open_store
+from mesti.pipeline.stores.verify import verify_store
+from mesti.pipeline.stores.limits import BoundedZstdCodec
+from mesti.pipeline.stores.read import open_store
 after_import = state()
 location = sys.argv[1]
 with open_store(location) as opened:
@@ -195,7 +197,7 @@ def test_zarr_global_state_is_untouched_by_importing_and_using_mesti(stores: Pat
 
 def test_a_copy_over_the_readers_metadata_limit_is_not_written(tmp_path: Path,
                                                                monkeypatch) -> None:
-    from mesti.pipeline.reader import ReadLimits
+    from mesti.pipeline.stores.read import ReadLimits
 
     monkeypatch.setattr(ReadLimits, "max_metadata_bytes", 4000)  # about two clips' worth
     small, large = build(tmp_path / "small.zarr", 1), build(tmp_path / "large.zarr", 6)

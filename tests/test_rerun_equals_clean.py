@@ -15,9 +15,10 @@ import fakes
 import pytest
 from click.testing import CliRunner
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
-from mesti.pipeline import store
-from mesti.pipeline.cache_tools import export_store, verify_store
-from mesti.pipeline.reader import StoreError, open_store
+from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.export import export_store
+from mesti.pipeline.stores.read import StoreError, open_store
+from mesti.pipeline.stores.verify import verify_store
 
 from mesti.cli import main
 

@@ -7,7 +7,12 @@ import cv2
 import numpy as np
 import pytest
 from mesti.datasets_manifest.manifest import build_manifest, read_manifest
-from mesti.pipeline.sample import IMAGE_DIR, SampleConfig, generate_sample, intensity_profile
+from mesti.pipeline.sample.generator import (
+    IMAGE_DIR,
+    SampleConfig,
+    generate_sample,
+    intensity_profile,
+)
 
 SMALL = SampleConfig(seed=3, subjects=3, min_frames=24, max_frames=30)
 EXPECTED3 = {"happiness": "positive", "disgust": "negative", "repression": "negative",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from mesti.datasets_manifest.long_videos import build_long_manifest
+from mesti.datasets_manifest.manifest import build_long_manifest
 from mesti.pipeline.spotting.config import (
     REGIONS,
     LongSampleConfig,
@@ -80,7 +80,7 @@ def test_region_means_against_loops() -> None:
 
 
 def test_region_boxes_sit_where_the_face_parts_are() -> None:
-    from mesti.pipeline.motion.landmarks68 import REGIONS_68  # noqa: F401 (the convention)
+    from mesti.pipeline.faces.landmarks68 import REGIONS_68  # noqa: F401 (the convention)
 
     points = np.zeros((68, 2))
     points[17:22] = [(12 + i, 20) for i in range(5)]   # left brow

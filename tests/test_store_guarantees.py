@@ -18,12 +18,13 @@ import pytest
 from click.testing import CliRunner
 from consolidated import forget, mirror
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
-from mesti.pipeline import store
-from mesti.pipeline.cache_tools import verify_store
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.reader import open_store
-from mesti.pipeline.run import ClusterOptions, EmptyInput, run_faces, run_modalities
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import EmptyInput, run_faces, run_modalities
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.read import open_store
+from mesti.pipeline.stores.verify import verify_store
 
 from mesti.cli import main
 
@@ -219,7 +220,7 @@ def test_two_concurrent_runs_one_refused_store_equals_a_clean_run(built: Path,
         """A `mesti faces` process, its imports done, that runs when a line reaches it."""
         args = ["faces", str(manifest), str(out), "--workers", "0", "--no-progress",
                 "--params", str(built / "params.yaml")]
-        code = ("import sys, mesti.pipeline.run; from mesti.cli import main; "
+        code = ("import sys, mesti.pipeline.runner.run; from mesti.cli import main; "
                 f"sys.stdin.readline(); main({args!r})")
         return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

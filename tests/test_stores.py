@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import zarr
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
-from mesti.pipeline import weights
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.kernels import flat_tolerance, to_uint8
-from mesti.pipeline.reader import StoreError, open_store
-from mesti.pipeline.run import ClusterOptions, run_faces, run_modalities
-from mesti.pipeline.sample import IMAGE_DIR
-from mesti.pipeline.stages import ModalitiesConfig
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.pooling import weights
+from mesti.pipeline.pooling.kernels import flat_tolerance, to_uint8
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces, run_modalities
+from mesti.pipeline.runner.stages import ModalitiesConfig
+from mesti.pipeline.sample.generator import IMAGE_DIR
+from mesti.pipeline.stores.read import StoreError, open_store
 
 SERIAL = ClusterOptions(workers=0, progress=False)
 TWO = ClusterOptions(workers=2, progress=False)
@@ -178,16 +179,17 @@ def test_code_change_invalidates_clips(monkeypatch) -> None:
     """A clip's key covers the code that computed it, not only knobs and versions."""
     import importlib.util
 
-    from mesti.pipeline import store
-
-    before = store.versions(code=("mesti.pipeline.weights",))
+    from mesti.pipeline.stores import keys
+    from mesti.pipeline.stores import write as store
+    before = store.versions(code=("mesti.pipeline.pooling.weights",))
     real = importlib.util.find_spec
 
     class Spec:
         origin = __file__  # another file stands in for an edited module
 
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name: Spec() if name == "mesti.pipeline.weights" else real(name))
-    after = store.versions(code=("mesti.pipeline.weights",))
+    monkeypatch.setattr(
+        importlib.util, "find_spec",
+        lambda name: Spec() if name == "mesti.pipeline.pooling.weights" else real(name))
+    after = store.versions(code=("mesti.pipeline.pooling.weights",))
     assert before["code_sha256"] != after["code_sha256"]
-    assert store.modalities_key("f", {}, {}, before) != store.modalities_key("f", {}, {}, after)
+    assert keys.modalities_key("f", {}, {}, before) != keys.modalities_key("f", {}, {}, after)

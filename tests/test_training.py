@@ -8,7 +8,7 @@ import mesti.train.run as train_run
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from mesti.pipeline import store
+from mesti.pipeline.stores import write as store
 from mesti.train.data import load_clips
 from mesti.train.run import TrainConfig, run_training
 

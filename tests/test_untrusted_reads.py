@@ -20,9 +20,11 @@ import zarr
 from click.testing import CliRunner
 from consolidated import mirror
 from loopback import RangeHandler, serving
-from mesti.pipeline import store
-from mesti.pipeline.cache_tools import export_store, verify_store
-from mesti.pipeline.reader import ReadLimits, StoreError, _zstd_content_size, open_store
+from mesti.pipeline.stores import write as store
+from mesti.pipeline.stores.export import export_store
+from mesti.pipeline.stores.limits import zstd_content_size
+from mesti.pipeline.stores.read import ReadLimits, StoreError, open_store
+from mesti.pipeline.stores.verify import verify_store
 from numcodecs.zstd import Zstd
 
 from mesti.cli import main
@@ -125,7 +127,7 @@ def test_a_zstd_chunk_that_inflates_past_its_chunk_is_refused(small: Path,
     assert chunk.is_file()
     # a valid zstd frame with a valid crc32c, inflating to 64 times its chunk's bytes
     bomb = Zstd(level=19).encode(np.zeros(64 * SIDE * SIDE * 3, np.uint8))
-    assert _zstd_content_size(bytes(bomb)) == 64 * SIDE * SIDE * 3 and len(bomb) < 1000
+    assert zstd_content_size(bytes(bomb)) == 64 * SIDE * SIDE * 3 and len(bomb) < 1000
     chunk.write_bytes(bytes(bomb) + np.uint32(google_crc32c.value(bytes(bomb))).tobytes())
     before = tree(path)
     problems = verify_store(path)

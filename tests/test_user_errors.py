@@ -16,13 +16,14 @@ from click.testing import CliRunner
 from mesti.datasets_manifest import casme2
 from mesti.datasets_manifest.manifest import ManifestError, build_manifest, read_manifest
 from mesti.datasets_manifest.validate import ManifestConfig, validate
-from mesti.pipeline import frames as frames_module
-from mesti.pipeline import run as run_module
-from mesti.pipeline import store as store_module
-from mesti.pipeline.faces import FacesConfig
-from mesti.pipeline.frames import ClipError, header_size, iter_frames, read_image
-from mesti.pipeline.run import ClusterOptions, run_faces
-from mesti.pipeline.sample import SampleTargetError, generate_sample
+from mesti.pipeline.faces import decode as frames_module
+from mesti.pipeline.faces.align import FacesConfig
+from mesti.pipeline.faces.decode import ClipError, header_size, iter_frames, read_image
+from mesti.pipeline.runner import cluster as cluster_module
+from mesti.pipeline.runner.cluster import ClusterOptions
+from mesti.pipeline.runner.run import run_faces
+from mesti.pipeline.sample.generator import SampleTargetError, generate_sample
+from mesti.pipeline.stores import write as store_module
 from openpyxl import load_workbook
 
 from mesti.cli import main
@@ -467,7 +468,7 @@ def test_unusable_cluster_options(work: Path, monkeypatch, options: list[str],
 
     if "--jobqueue" in options:
         pytest.importorskip("dask_jobqueue", reason="--jobqueue needs the 'cluster' extra")
-    monkeypatch.setattr(run_module, "SCHEDULER_CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(cluster_module, "SCHEDULER_CONNECT_TIMEOUT_S", 1)
     monkeypatch.chdir(work)
     before = digest(work)
     with dask.config.set({"jobqueue.slurm.cores": None, "jobqueue.slurm.memory": None}):

@@ -4,8 +4,8 @@ from itertools import combinations
 
 import numpy as np
 import pytest
-from mesti.pipeline import apex, weights
-from mesti.pipeline.kernels import flat_tolerance, to_uint8, weighted_sum
+from mesti.pipeline.pooling import apex, weights
+from mesti.pipeline.pooling.kernels import flat_tolerance, to_uint8, weighted_sum
 
 
 def brute(n: int, higher) -> np.ndarray:

@@ -152,7 +152,7 @@ def why_missing(stores: list[str], missing: list[ListedClip]) -> dict[tuple[str,
     (``source``); the faces store does the same and names its manifest, beside which the
     manifest stage writes ``problems.csv`` (every excluded row with its reason).
     """
-    from mesti.pipeline.reader import open_store  # the reader needs only numpy and zarr
+    from mesti.pipeline.stores.read import open_store  # the reader needs only numpy and zarr
 
     found: dict[tuple[str, str], str] = {}
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mesti.pipeline.reader import open_store
+from mesti.pipeline.stores.read import open_store
 
 THREE_CLASSES = ("negative", "positive", "surprise")
 

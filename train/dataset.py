@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from mesti.pipeline.reader import Store, open_store
+from mesti.pipeline.stores.read import Store, open_store
 
 from . import protocols
 from .data import THREE_CLASSES, to_tensor

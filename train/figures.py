@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from mesti.pipeline.show import save_figure
+from mesti.pipeline.figures import save_figure
 
 
 def attention_maps(model: torch.nn.Module, x: torch.Tensor, test: np.ndarray,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mesti.pipeline.reader import open_store
+from mesti.pipeline.stores.read import open_store
 from torch import nn
 
 from .data import BAD_CLIP_POLICIES, THREE_CLASSES, BadClip, ClipTable, augment

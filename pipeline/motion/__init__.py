@@ -5,8 +5,8 @@
   colour-wheel view for figures.
 - ``active``: OrigiNet's active image (Verma et al., IJCNN 2020).
 - ``magnify``: linear Eulerian video magnification (Wu et al., SIGGRAPH 2012).
-- ``landmarks68``: the iBUG/dlib 68-point convention read off MediaPipe's face mesh.
 - ``sampling``: which frames of a window a sequence model sees (FDP, MOL, TIM).
 
 Every function here is pure (arrays in, arrays out); docs/design.md section 8 holds the formulas.
+May import ``pooling`` (the active image's weights); nothing else of ``mesti.pipeline``.
 """

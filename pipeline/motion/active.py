@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..weights import dynamic_raw
+from ..pooling.weights import dynamic_raw
 
 
 def active_image(grey: np.ndarray) -> np.ndarray:

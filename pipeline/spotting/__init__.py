@@ -15,8 +15,8 @@ What it holds:
 - ``figures.py``: one figure per video (series, thresholds, truth, spotted intervals).
 - ``config.py`` (the params.yaml section) and ``stage.py`` (the stages over a manifest).
 
-What it may import: numpy, zarr, OpenCV, MediaPipe through ``pipeline/faces.py``, the motion
-functions of ``pipeline/motion/``, frame reading from ``pipeline/frames.py``, and the
+What it may import: numpy, zarr, OpenCV, MediaPipe through ``pipeline/faces/align.py``, the motion
+functions of ``pipeline/motion/``, frame reading from ``pipeline/faces/decode.py``, and the
 long-video manifest of ``datasets_manifest/long_videos.py``. Never Dask (videos run one
-after the other; ``pipeline/run.py`` is the only Dask module) and never torch.
+after the other; ``pipeline/runner/`` is the only Dask room) and never torch.
 """

@@ -45,10 +45,10 @@ import numpy as np
 import zarr
 from mesti.datasets_manifest.frames import list_frames
 
-from .. import faces
-from ..frames import ClipError, read_image
+from ..faces import align as faces
+from ..faces.decode import ClipError, read_image
+from ..faces.landmarks68 import to_68
 from ..motion.flow import TVL1Params, strain, tvl1_flow
-from ..motion.landmarks68 import to_68
 from .config import REGIONS, SeriesConfig
 
 KIND = "spotting"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import faces
-from ..frames import ClipError
+from ..faces import align as faces
+from ..faces.decode import ClipError
 from .config import LearnedConfig, SeriesConfig, SpotterConfig
 from .series import open_spotting_store, video_series
 

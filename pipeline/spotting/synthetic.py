@@ -1,6 +1,6 @@
 """The synthetic sample's long-video mode: long videos with a known schedule of expressions.
 
-Like ``pipeline/sample.py`` (whose face, pseudo-subjects, motion fields and intensity
+Like ``pipeline/sample/generator.py`` (whose face, pseudo-subjects, motion fields and intensity
 profile it reuses), it exists so that the spotting stages run end to end without a licensed
 dataset, and so that the spotter can be checked on events whose place is known. Each video
 is ``seconds`` long at ``fps``, written in the CAS(ME)^2 layout
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from openpyxl import Workbook
 
-from ..sample import (
+from ..sample.generator import (
     ACTION_UNITS,
     HEIGHT,
     MOTIONS,

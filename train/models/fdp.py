@@ -85,7 +85,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mesti.pipeline.weights import dynamic_tvm
+from mesti.pipeline.pooling.weights import dynamic_tvm
 from torch import nn
 
 # ---------------------------------------------------------------------------- target

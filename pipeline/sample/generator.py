@@ -144,8 +144,7 @@ def source_landmarks(image: np.ndarray) -> np.ndarray:
     """
     import mediapipe as mp
 
-    from .faces import quiet_native_logs
-
+    from ..faces.align import quiet_native_logs
     with quiet_native_logs(), \
             mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
         result = mesh.process(image)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .motion.landmarks68 import pupil_distance, to_68
+from ..faces.landmarks68 import pupil_distance, to_68
 
 POLICIES = ("annotation", "middle", "estimate")
 ESTIMATORS = ("face_difference", "region_difference", "region_lbp")

@@ -17,15 +17,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import apex as apex_policy
-from . import faces, store
-from .frames import ClipError, ClipInput, clip_folder, read_input
-from .kernels import flat_tolerance, to_uint8, weighted_sum
-from .motion.flow import SCALINGS, TVL1Params
-from .motion.images import MOTION_IMAGES, FlowImages, motion_images
-from .motion.magnify import MagnifyParams, magnify
-from .reader import open_store
-from .weights import VARIANTS, weights
+from ..faces import align as faces
+from ..faces.decode import ClipError, ClipInput, clip_folder, read_input
+from ..motion.flow import SCALINGS, TVL1Params
+from ..motion.images import MOTION_IMAGES, FlowImages, motion_images
+from ..motion.magnify import MagnifyParams, magnify
+from ..pooling import apex as apex_policy
+from ..pooling.kernels import flat_tolerance, to_uint8, weighted_sum
+from ..pooling.weights import VARIANTS, weights
+from ..stores import keys
+from ..stores import write as store
+from ..stores.read import open_store
 
 _MODELS: dict[float, faces.FaceModels] = {}
 
@@ -49,14 +51,14 @@ def _faces(record: dict, store_path: str, config: faces.FacesConfig,
     cv2.setNumThreads(1)
     started = time.perf_counter()
     clip_id = record["clip_id"]
-    clip = {k: record[k] for k in store.MANIFEST_FIELDS}
+    clip = {k: record[k] for k in keys.MANIFEST_FIELDS}
     try:
         path = clip_folder(clip_id, record["root"], record["source"], record["frames"],
                            record["kind"])
     except ClipError as error:
         return failed(error), None
     source = read_input(clip_id, record["kind"], path, record["frames"])
-    key = store.faces_key(clip, asdict(config), context["versions"], context["model_sha256"],
+    key = keys.faces_key(clip, asdict(config), context["versions"], context["model_sha256"],
                           source.sha256)
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}, None
@@ -246,7 +248,7 @@ def upstream_problem(attrs: dict) -> str | None:
     if attrs.get("status") != "ok":
         return f"faces clip status {attrs.get('status')!r}, not 'ok'"
     try:
-        recomputed = store.recompute_key("faces", attrs)
+        recomputed = keys.recompute_key("faces", attrs)
     except KeyError as error:
         return f"cannot recompute the faces clip's content key: {error.args[0]}"
     if recomputed != attrs.get("content_key"):
@@ -310,8 +312,8 @@ def _admit_finished(source, faces_path: str, clip_id: str) -> None:
 
 
 def _modalities_key(faces_attrs: dict, config: ModalitiesConfig, context: dict) -> str:
-    return store.modalities_key(faces_attrs["content_key"],
-                                {k: faces_attrs[k] for k in store.MODALITY_FIELDS},
+    return keys.modalities_key(faces_attrs["content_key"],
+                                {k: faces_attrs[k] for k in keys.MODALITY_FIELDS},
                                 asdict(config), context["versions"])
 
 
@@ -320,7 +322,7 @@ def _write_modalities(clip_id: str, frames: np.ndarray, mesh: np.ndarray, attrs:
                       started: float) -> dict:
     """Compute one clip's modality images from its aligned frames and write them."""
     params = asdict(config)
-    copied = {k: attrs[k] for k in store.MODALITY_FIELDS}
+    copied = {k: attrs[k] for k in keys.MODALITY_FIELDS}
     if config.magnify:
         frames = np.clip(np.rint(magnify(frames, config.magnification)), 0, 255).astype(np.uint8)
     numbers = attrs["frame_numbers"]

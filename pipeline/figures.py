@@ -17,7 +17,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from .motion.flow import colour_wheel
-from .reader import Store, StoreError, open_store
+from .stores.read import Store, StoreError, open_store
 
 LABELS = {"mesti": "MESTI", "mesti_proximity": "MESTI (proximity)",
           "dynamic_raw": "dynamic image", "dynamic_tvm": "dynamic image (TVM)",

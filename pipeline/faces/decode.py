@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from mesti.datasets_manifest.frames import EXACT_COUNT
 
-from .reader import SAFE_CLIP_ID
+from ..stores.read import SAFE_CLIP_ID
 
 FAILURE_CODES = {
     "input_missing": "a frame file or video is not there",

@@ -1,52 +1,46 @@
-"""Checking, describing and sharing stores: ``verify``, ``info`` and ``export``.
+"""``mesti cache verify``: everything wrong with a store, and ``--repair``.
 
 ``verify_store`` reads every chunk of every array of every clip (zarr checks each chunk's
 crc32c and each shard index's), checks the shapes the layout promises, the store's
 completeness, and recomputes every clip's content key from its own attributes and
 provenance, so a flipped byte or an edited attribute is found. Like nnU-Net's integrity
 check, it collects every problem of every clip and returns them together instead of
-stopping at the first.
+stopping at the first. An exported zip (``export``) is checked against its ``SHA256SUMS``
+and against the bytes ``export`` would have written.
 
-``export_store`` writes a store as one zip file another lab can download and read in place
-(the layout is in cache/README.md): the store tree at the zip's root, chunk files stored
-without zip compression (a stored member can be read by byte range, one image at a time),
-``MANIFEST.json`` (what the archive holds and its provenance) and ``SHA256SUMS`` (the sha256
-of every other member, in ``sha256sum -c`` format), which ``verify_store`` checks too.
-
-Every function takes a directory, a zip file or a URL, as ``pipeline.reader.open_store`` does.
+Every function takes a directory, a zip file or a URL, as ``stores.read.open_store`` does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
 import zipfile
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import zarr
 
-from . import store as writer
-from .reader import Store, StoreError, open_store
-from .store import SPEC, data_keys, recompute_key, spec_arrays
+from . import write as writer
+from .archive import (
+    CHECKSUMS,
+    MANIFEST,
+    READ_ERRORS,
+    add_member,
+    clip_arrays,
+    error_text,
+    open_checked,
+)
+from .keys import recompute_key
+from .read import Store, StoreError, open_store
+from .write import SPEC, data_keys
 
 LANDMARKS = 468
-MANIFEST = "MANIFEST.json"
-CHECKSUMS = "SHA256SUMS"
-EXPORT_VERSION = 1
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same store gives the same zip bytes
-# What reading a damaged file raises: a zip member failing its CRC or cut short, a
-# deflated member that does not inflate, a header whose flipped flag bits or method zipfile
-# does not support (NotImplementedError), a file system error, a refused size.
-READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError,
-               ValueError)
 
 
 @dataclass(frozen=True)
@@ -76,7 +70,7 @@ def verify_store(location: str | Path) -> list[Problem]:
     Every node is checked in its own zarr.json, and the root's consolidated copy of them
     (what readers use) against those files.
     """
-    with _open(location, require_complete=False, consolidated=False) as store:
+    with open_checked(location, require_complete=False, consolidated=False) as store:
         problems = _root_problems(store)
         sizes: dict[str, int] = {}
         for clip_id in store.clip_ids:
@@ -123,20 +117,6 @@ def repair_store(location: str | Path) -> tuple[list[Problem], list[str]]:
     return problems, bad
 
 
-def _open(location: str | Path, *, require_complete: bool = True,
-          consolidated: bool = True) -> Store:
-    """``open_store``, where a damaged archive (a zip whose directory, headers or root
-    metadata a flipped byte broke) is a StoreError naming it, not a traceback."""
-    try:
-        return open_store(location, require_complete=require_complete,
-                          consolidated=consolidated)
-    except StoreError:
-        raise
-    except READ_ERRORS as error:
-        raise StoreError(f"{location}: a damaged archive, cannot read its root: "
-                         f"{_error(error)}") from error
-
-
 def _root_problems(store: Store) -> list[Problem]:
     problems = []
     if store.attrs.get("complete") is not True:
@@ -160,23 +140,13 @@ def _clip_problems(store: Store, clip_id: str, sizes: dict[str, int]) -> list[Pr
     except KeyError:
         return [Problem(clip_id, None, "missing", "listed in clips, but its group is absent")]
     except Exception as error:  # malformed zarr.json: report, go on with the other clips
-        return [Problem(clip_id, None, "missing", f"group unreadable: {_error(error)}")]
+        return [Problem(clip_id, None, "missing", f"group unreadable: {error_text(error)}")]
     problems = [Problem(clip_id, None, code, message)
                 for code, message in _attr_problems(store, clip_id, attrs)]
     for name in clip_arrays(store, clip_id):
         problems += [Problem(clip_id, name, code, message)
                      for code, message in _array_problems(store, clip_id, name, attrs, sizes)]
     return problems
-
-
-def clip_arrays(store: Store, clip_id: str) -> list[str]:
-    """The arrays of one clip, from the store spec (``store.SPEC``): every array its store's
-    parameters promise, and any optional one the clip holds. Verify checks, and export
-    writes, exactly these, so neither can leave one out."""
-    promised = spec_arrays(store.kind, store.attrs.get("params"))
-    optional = [name for name in SPEC[store.kind] if name not in promised
-                and store.exists(f"clips/{clip_id}/{name}/zarr.json")]
-    return [*promised, *optional]
 
 
 def _attr_problems(store: Store, clip_id: str, attrs: dict) -> list[tuple[str, str]]:
@@ -229,7 +199,7 @@ def _array_problems(store: Store, clip_id: str, name: str, attrs: dict,
     except StoreError as error:
         return [("refused", str(error))]
     except Exception as error:  # malformed array metadata
-        return [("missing", f"array metadata unreadable: {_error(error)}")]
+        return [("missing", f"array metadata unreadable: {error_text(error)}")]
     problems = []
     expected = _expected_shape(store, name, attrs, array.shape)
     if tuple(array.shape) != expected:
@@ -284,7 +254,7 @@ def _read_problems(array: zarr.Array) -> list[tuple[str, str]]:
         where = f"{len(bad)} of {array.shape[0]} images unreadable (positions {_spans(bad)})"
     else:
         where = "unreadable"
-    return [("corrupt", f"{where}: {_error(first)}")]
+    return [("corrupt", f"{where}: {error_text(first)}")]
 
 
 def _spans(positions: list[int]) -> str:
@@ -314,7 +284,7 @@ def _checksum_problems(store: Store) -> list[Problem]:
     except StoreError:
         raise  # over the read limits: refused, not read
     except READ_ERRORS as error:
-        return [Problem(None, None, "checksum", f"{CHECKSUMS} unreadable: {_error(error)}")]
+        return [Problem(None, None, "checksum", f"{CHECKSUMS} unreadable: {error_text(error)}")]
     if listing is None:
         return []
     problems = []
@@ -330,7 +300,7 @@ def _checksum_problems(store: Store) -> list[Problem]:
         except StoreError:
             raise
         except READ_ERRORS as error:  # a zip member whose bytes fail its CRC, a short read
-            data, found = None, f"unreadable ({_error(error)})"
+            data, found = None, f"unreadable ({error_text(error)})"
         if data is not None and hashlib.sha256(data).hexdigest() != digest:
             found = "sha256 differs from the one listed"
         if found:
@@ -367,12 +337,12 @@ def _archive_problems(location: str | Path) -> list[Problem]:
                 return []  # a MANIFEST.json of something else
             with zipfile.ZipFile(rebuilt, "w", allowZip64=True) as canonical:
                 for name in names:
-                    _add(canonical, name, archive.read(name))
+                    add_member(canonical, name, archive.read(name))
             rebuilt.seek(0)
             with path.open("rb") as original:
                 offset = _first_difference(original, rebuilt)
     except READ_ERRORS as error:
-        return [Problem(None, None, "archive", f"member {name} unreadable: {_error(error)}")]
+        return [Problem(None, None, "archive", f"member {name} unreadable: {error_text(error)}")]
     if offset is None:
         return []
     return [Problem(None, None, "archive", f"byte {offset} of the zip is not the one `mesti "
@@ -458,168 +428,3 @@ def _owner(key: str, clip_ids: list[str]) -> tuple[str | None, str | None]:
     if len(parts) >= 3 and parts[0] == "clips" and parts[1] in clip_ids:
         return parts[1], parts[2] if len(parts) > 3 else None
     return None, None
-
-
-def _error(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
-# info ------------------------------------------------------------------------------------
-
-
-def store_info(location: str | Path) -> dict:
-    """What a store holds: kind, dataset, completeness, provenance, and each clip's arrays
-    with their shapes and dtypes. Reads metadata only, never a chunk."""
-    with _open(location, require_complete=False) as store:
-        attrs = store.attrs
-        info = {
-            "location": str(location), "kind": store.kind, "layout": attrs["mesti_store"],
-            "dataset": attrs.get("dataset"), "source": attrs.get("source"),
-            "licence": attrs.get("licence"),
-            "complete": attrs.get("complete") is True, "n_clips": len(store.clip_ids),
-            "failures": len(attrs.get("failures") or []),
-            "params": attrs.get("params"), "versions": attrs.get("versions"),
-        }
-        if store.kind == "faces":
-            info["model_sha256"] = attrs.get("model_sha256")
-        else:
-            info["images"] = store.names
-        info["clips"] = [_clip_info(store, c) for c in store.clip_ids]
-    return info
-
-
-def _clip_info(store: Store, clip_id: str) -> dict:
-    row: dict = {"clip_id": clip_id}
-    try:
-        attrs = store.clip_attrs(clip_id)
-        row.update({k: attrs.get(k) for k in ("subject", "label3", "n_frames", "status")})
-        row["arrays"] = {}
-        for name in clip_arrays(store, clip_id):
-            array = store.array(clip_id, name)
-            row["arrays"][name] = {"shape": list(array.shape), "dtype": str(array.dtype)}
-    except Exception as error:  # info describes what it can; verify says what is wrong
-        row["error"] = _error(error)
-    return row
-
-
-def format_info(info: dict) -> str:
-    """``store_info``'s answer as a few aligned lines for a terminal."""
-    lines = [f"{info['kind']} store {info['location']} (layout {info['layout']})",
-             f"  dataset    {info['dataset']}",
-             *_licence_lines(info.get("licence")),
-             f"  complete   {'yes' if info['complete'] else 'NO: a run did not finish'}",
-             f"  clips      {info['n_clips']} ({info['failures']} failed and left out)"]
-    if "images" in info:
-        lines.append(f"  images     {', '.join(info['images'])}")
-    params = info.get("params") or {}
-    lines.append("  params     " + " ".join(f"{k}={v}" for k, v in params.items()))
-    versions = info.get("versions") or {}
-    lines.append("  versions   " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    if info.get("model_sha256"):
-        lines.append(f"  model      sha256 {info['model_sha256']}")
-    lines.append("")
-    width = max([len(c["clip_id"]) for c in info["clips"]] + [4])
-    for clip in info["clips"]:
-        arrays = clip.get("arrays", {})
-        shapes = "  ".join(f"{name} {'x'.join(map(str, a['shape']))} {a['dtype']}"
-                           for name, a in arrays.items())
-        detail = clip["error"] if "error" in clip else \
-            f"{clip.get('subject')}  {clip.get('label3')}  {shapes}"
-        lines.append(f"  {clip['clip_id']:<{width}}  {detail}")
-    return "\n".join(lines)
-
-
-def _licence_lines(licence: dict | None) -> list[str]:
-    """What a receiving lab may do with the store: the source dataset's name, terms and
-    citation (a store from before licences were recorded says so)."""
-    if not licence:
-        return ["  licence    not recorded: ask whoever made this store before using it"]
-    lines = [f"  source     {licence.get('name')}", f"  licence    {licence.get('terms')}"]
-    if licence.get("citation"):
-        lines.append(f"  cite       {licence['citation']}")
-    return lines
-
-
-# export ----------------------------------------------------------------------------------
-
-
-def export_store(location: str | Path, out: Path, *, check: bool = True) -> dict:
-    """Write the store at ``location`` as one zip file ``out``; return its MANIFEST.json.
-
-    With ``check`` the store is verified first and refused if it has any problem, so an
-    archive's checksums never vouch for a corrupt chunk. The zip is written beside ``out``
-    and renamed into place, so ``out`` is never a half-written archive.
-    """
-    if check:
-        problems = verify_store(location)
-        if problems:
-            raise StoreError(f"{location}: {len(problems)} problem(s), nothing exported; "
-                             f"`mesti cache verify` lists them (first: {problems[0]})")
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    with _open(location) as store:
-        keys = store_keys(store)
-        try:
-            manifest = _write_zip(store, keys, partial)
-            os.replace(partial, out)
-        finally:
-            partial.unlink(missing_ok=True)
-    return manifest
-
-
-def store_keys(store: Store) -> list[str]:
-    """Every key of the store's listed clips, found from the layout rather than by listing
-    (HTTP cannot list): group and array metadata, and the data files that exist."""
-    keys = ["zarr.json", "clips/zarr.json"]
-    for clip_id in store.clip_ids:
-        keys.append(f"clips/{clip_id}/zarr.json")
-        for name in clip_arrays(store, clip_id):
-            array = store.array(clip_id, name)
-            keys.append(f"{array.path}/zarr.json")
-            keys += [k for k in data_keys(array) if store.exists(k)]
-    return keys
-
-
-def _write_zip(store: Store, keys: list[str], path: Path) -> dict:
-    """The store's bytes as they are, then MANIFEST.json, then SHA256SUMS over both."""
-    sums, total = [], 0
-    with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
-        for key in keys:
-            data = store.raw(key)
-            if data is None:
-                raise StoreError(f"{store.location}: {key} vanished while exporting")
-            _add(archive, key, data)
-            sums.append(f"{hashlib.sha256(data).hexdigest()}  {key}")
-            total += len(data)
-        manifest = _manifest(store, len(keys), total)
-        text = (json.dumps(manifest, indent=2) + "\n").encode()
-        _add(archive, MANIFEST, text)
-        sums.append(f"{hashlib.sha256(text).hexdigest()}  {MANIFEST}")
-        _add(archive, CHECKSUMS, ("\n".join(sums) + "\n").encode())
-    return manifest
-
-
-def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
-    """Metadata deflated; chunk data stored, so a reader can fetch one image by range."""
-    text = name.endswith(".json") or name == CHECKSUMS
-    member = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-    member.compress_type = zipfile.ZIP_DEFLATED if text else zipfile.ZIP_STORED
-    member.external_attr = 0o644 << 16
-    archive.writestr(member, data)
-
-
-def _manifest(store: Store, files: int, size: int) -> dict:
-    attrs = store.attrs
-    provenance = {k: attrs[k] for k in ("params", "versions", "model_sha256") if k in attrs}
-    manifest = {
-        "format": "mesti store export", "export_version": EXPORT_VERSION,
-        "store_layout": attrs["mesti_store"], "kind": store.kind,
-        "dataset": attrs.get("dataset"), "licence": attrs.get("licence"),
-        "clips": store.clip_ids,
-        "failures": len(attrs.get("failures") or []), "provenance": provenance,
-        "store_files": files, "store_bytes": size, "checksums": CHECKSUMS,
-        "exported_with": writer.versions(),
-    }
-    if store.kind == "modalities":
-        manifest["images"] = store.names
-    return manifest

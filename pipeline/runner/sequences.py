@@ -9,7 +9,7 @@ computes them once from a faces store (never from raw frames), keyed like every 
 
 Landmarks: MediaPipe's face mesh on each sampled aligned crop (the face is already found
 and aligned, so only the mesh runs), read as the 68-point convention
-(pipeline/motion/landmarks68.py); the onset frame reuses the faces stage's fit. A frame
+(pipeline/faces/landmarks68.py); the onset frame reuses the faces stage's fit. A frame
 where the mesh finds no face takes the onset's landmarks and is listed in the clip's
 ``landmarks_fallback`` attribute. The spec of the store is cache/README.md.
 """
@@ -23,12 +23,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import faces, store
-from .frames import ClipError
-from .motion.flow import TVL1Params, tvl1_flow
-from .motion.landmarks68 import pupil_distance, to_68
-from .motion.sampling import SAMPLINGS, blend, positions
-from .reader import open_store
+from ..faces import align as faces
+from ..faces.decode import ClipError
+from ..faces.landmarks68 import pupil_distance, to_68
+from ..motion.flow import TVL1Params, tvl1_flow
+from ..motion.sampling import SAMPLINGS, blend, positions
+from ..stores import keys
+from ..stores import write as store
+from ..stores.read import open_store
 from .stages import faces_arrays, failed, upstream_attrs
 
 DIMENSIONS = {"frames": ("phase", "frame", "y", "x"), "positions": ("phase", "frame"),
@@ -132,9 +134,9 @@ def sequences_clip(clip_id: str, faces_path: str, store_path: str, config: Seque
     attrs = upstream_attrs(source, clip_id)
     if isinstance(attrs, ClipError):
         return failed(attrs)
-    copied = {k: attrs[k] for k in store.SEQUENCE_FIELDS if k in attrs}
+    copied = {k: attrs[k] for k in keys.SEQUENCE_FIELDS if k in attrs}
     params = asdict(config)
-    key = store.sequences_key(attrs["content_key"], copied, params, context["versions"])
+    key = keys.sequences_key(attrs["content_key"], copied, params, context["versions"])
     if store.existing_key(Path(store_path), clip_id) == key:
         return {"clip_id": clip_id, "status": "reused"}
     arrays = faces_arrays(source, clip_id)
