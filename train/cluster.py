@@ -1,0 +1,56 @@
+"""Fold tasks on the runner's Dask cluster: the one place training reaches the runner.
+
+The cluster options and the client come from the runner (``mesti.pipeline.run``), the only
+module that imports Dask, so ``mesti train`` runs where ``mesti preprocess`` runs (local
+processes, a running scheduler, dask-jobqueue). This module imports no torch: a worker
+unpickles :func:`run_fold_task` and its plain task, sets the once-read CPU variables of
+train/determinism.py and only then starts torch, so every fold runs pinned kernels even on
+workers started without them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+from mesti.pipeline.run import ClusterOptions, dask_client
+
+__all__ = ["ClusterOptions", "FoldLost", "run_fold_task", "submit_all"]
+
+
+class FoldLost(RuntimeError):
+    """A fold whose worker died on every attempt Dask allows."""
+
+
+def run_fold_task(task: dict) -> dict:
+    """One fold in a worker: pin the CPU kernels before torch starts, then train."""
+    if task["config"].get("deterministic", True):
+        from .determinism import pin_process
+
+        pin_process()
+    from .folds import fold_result
+
+    return fold_result(task)
+
+
+def submit_all(tasks: list[dict], kept: list[dict | None],
+               cluster: ClusterOptions) -> Iterator[dict]:
+    """Every task's result in task order: ``kept`` ones as they are, the others computed on
+    the cluster (all submitted at once; each writes its own result file as it finishes)."""
+    run = uuid.uuid4().hex[:8]
+    with dask_client(cluster) as client:
+        futures = {number: client.submit(run_fold_task, task, pure=False,
+                                         key=f"fold-{task['number']:03d}-{run}")
+                   for number, (task, result) in enumerate(zip(tasks, kept, strict=True))
+                   if result is None}
+        for number, task in enumerate(tasks):
+            if number not in futures:
+                yield kept[number]
+                continue
+            try:
+                yield futures[number].result()  # an exception in a fold is a bug: it stops
+            except Exception as error:
+                if type(error).__name__ != "KilledWorker":
+                    raise
+                raise FoldLost(f"fold {task['name']}: its worker died on every attempt "
+                               f"({error})") from error
