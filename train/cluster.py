@@ -11,7 +11,7 @@ workers started without them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from mesti.pipeline.run import ClusterOptions, dask_client
 
@@ -33,13 +33,14 @@ def run_fold_task(task: dict) -> dict:
     return fold_result(task)
 
 
-def submit_all(tasks: list[dict], kept: list[dict | None],
-               cluster: ClusterOptions) -> Iterator[dict]:
+def submit_all(tasks: list[dict], kept: list[dict | None], cluster: ClusterOptions,
+               function: Callable[[dict], dict] | None = None) -> Iterator[dict]:
     """Every task's result in task order: ``kept`` ones as they are, the others computed on
-    the cluster (all submitted at once; each writes its own result file as it finishes)."""
+    the cluster by ``function`` (default :func:`run_fold_task`; all submitted at once, each
+    writes its own result file as it finishes)."""
     run = uuid.uuid4().hex[:8]
     with dask_client(cluster) as client:
-        futures = {number: client.submit(run_fold_task, task, pure=False,
+        futures = {number: client.submit(function or run_fold_task, task, pure=False,
                                          key=f"fold-{task['number']:03d}-{run}")
                    for number, (task, result) in enumerate(zip(tasks, kept, strict=True))
                    if result is None}

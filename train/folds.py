@@ -38,6 +38,9 @@ from .models.meganet import GradientAttention
 from .table import prepare_table, select_clips
 
 PARTIAL = "folds.partial"
+# What a Dask worker runs per fold task (None: train.cluster.run_fold_task); a seam for the
+# fault-injection tests, which kill a fold's worker.
+FOLD_TASK: Callable[[dict], dict] | None = None
 
 
 def fit_fold(config: TrainConfig, x: torch.Tensor | Inputs, y: torch.Tensor, fold: protocols.Fold,
@@ -212,4 +215,4 @@ def run_folds(tasks: list[dict], cluster, data: tuple,
         return
     from .cluster import submit_all
 
-    yield from ((result, False) for result in submit_all(tasks, kept, cluster))
+    yield from ((result, False) for result in submit_all(tasks, kept, cluster, FOLD_TASK))

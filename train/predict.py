@@ -37,7 +37,9 @@ def save_fold(out: Path, number: int, name: str, model: nn.Module | dict[str, to
     folder = out / WEIGHTS
     folder.mkdir(parents=True, exist_ok=True)
     file = f"fold_{number:03d}.pt"
-    state = {k: v.detach().cpu().clone() for k, v in (
+    # contiguous: the same bytes whether the tensors come from a channels-last model in this
+    # process or from a worker (Dask sends tensors contiguous)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in (
         model if isinstance(model, dict) else model.state_dict()).items()}
     torch.save(state, folder / file)
     index.append({"fold": name, "file": file, "test": [list(t) for t in test]})

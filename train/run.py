@@ -168,11 +168,12 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
 
 
 def compare_modalities(stores: list[str], out: Path, config: TrainConfig,
-                       modalities: list[str], progress: bool = True) -> str:
+                       modalities: list[str], progress: bool = True, cluster=None) -> str:
     """One run per input modality with the same network and protocol; a markdown table."""
     lines = ["| input | UF1 | UAR | ACC | WF1 |", "|---|---|---|---|---|"]
     for modality in modalities:
-        m = run_training(stores, out / modality, replace(config, modality=modality), progress)
+        m = run_training(stores, out / modality, replace(config, modality=modality), progress,
+                         cluster=cluster)
         lines.append(f"| {modality} | {m['UF1']:.3f} | {m['UAR']:.3f} | {m['ACC']:.3f} | "
                      f"{m['WF1']:.3f} |")
     header = (f"{config.protocol}, {config.labels} classes, {config.variant}, "
