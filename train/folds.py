@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -30,7 +31,7 @@ import torch
 
 from . import figures, protocols
 from .config import TrainConfig
-from .data import EXPANSION, ClipTable, expand, open_store, to_tensor
+from .data import EXPANSION, ClipImages, ClipTable, expand, open_store
 from .determinism import deterministic
 from .inputs import MODEL_CONFIGS, ImageInputs, Inputs, as_inputs, load_inputs
 from .loop import predict, train_fold
@@ -54,9 +55,12 @@ def fit_fold(config: TrainConfig, x: torch.Tensor | Inputs, y: torch.Tensor, fol
     train = fold.train
     if config.model == "meganet":
         if config.augment == "expand":  # the expanded copies of the training clips, appended
-            x = torch.cat([x, expand(x[fold.train])])
+            x = x.expanded(fold.train) if isinstance(x, ClipImages) else \
+                torch.cat([x, expand(x[fold.train])])
             y = torch.cat([y, y[fold.train].repeat(EXPANSION)])
             train = np.arange(len(y) - EXPANSION * len(fold.train), len(y))
+        if isinstance(x, ClipImages):
+            x = on_device(x, device)
         x = ImageInputs(x, y, config.switches, augment=config.augment == "online")
     inputs = as_inputs(x, y)
     settings = inputs.settings(config)
@@ -73,10 +77,25 @@ def load_data(stores: list[str], config: TrainConfig,
     """The run's clip table and the model's inputs (MEGANet: the images as floats)."""
     if config.model == "meganet":
         table = prepare_table(stores, config)
-        return table, to_tensor(table.images, config.input_size)
+        return table, ClipImages(table.images, config.input_size)
     return load_inputs(stores, config.model, config.labels, config=model_config,
                        select=lambda loaded: select_clips(loaded, config, stores),
                        on_bad_clip=config.on_bad_clip)
+
+
+def on_device(x: ClipImages, device: torch.device, share: float = 0.25) -> ClipImages:
+    """The uint8 images on a CUDA ``device`` when they take at most ``share`` of its free
+    memory (several folds share a device), so batches are made there with no host-to-device
+    copy per step; else as they are."""
+    if device.type != "cuda":
+        return x
+    free, _ = torch.cuda.mem_get_info(device)
+    return x.to(device) if fits(x.nbytes, free, share) else x
+
+
+def fits(nbytes: int, free: int, share: float) -> bool:
+    """Whether ``nbytes`` take at most ``share`` of ``free`` bytes."""
+    return nbytes <= share * free
 
 
 def fold_device(device: str, number: int, cuda_devices: int) -> str:
@@ -175,7 +194,7 @@ def fold_result(task: dict, data: tuple | None = None,
                 model.attention_position == "input":
             maps = [[i, torch.from_numpy(np.ascontiguousarray(a))] for i, a in
                     figures.attention_maps(model, x, fold.test, device, task["maps"])]
-    result = {"number": task["number"], "epochs": epochs,
+    result = {"number": task["number"], "epochs": epochs, "resources": _resources(device),
               "probabilities": torch.from_numpy(np.asarray(p, dtype=np.float64)),
               "state": ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                         if config.save_weights else None),
@@ -185,6 +204,18 @@ def fold_result(task: dict, data: tuple | None = None,
     torch.save(result, temporary)
     os.replace(temporary, path)  # whole or absent, for the run that resumes
     return result
+
+
+def _resources(device: torch.device) -> dict:
+    """What this fold's process has taken at most so far: resident memory (MiB; the
+    process's peak, over the folds it ran) and, on CUDA, the device memory this fold
+    allocated at most."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    taken = {"peak_rss_mib": round(peak, 1)}
+    if device.type == "cuda":
+        taken["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        torch.cuda.reset_peak_memory_stats(device)
+    return taken
 
 
 def finished(task: dict) -> dict | None:

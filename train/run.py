@@ -105,7 +105,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         epochs.append({"fold": name, **row})
         run_log.epoch(name, row)
 
-    pinned = []
+    pinned, taken = [], []
     for fold, (result, logged) in zip(folds, run_folds(tasks, cluster, (table, x), log),
                                       strict=True):
         name, number = fold.name, result["number"]
@@ -125,6 +125,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         run_log.fold(name, fold_scores, len(test))
         maps += [(int(i), a.numpy()) for i, a in result["maps"]]
         pinned.append(result["cpu"])
+        taken.append(result.get("resources", {}))
     # the kernels every fold ran: the parent's record, unless a worker's differed
     determinism = {**determinism, "cpu": next(
         (cpu for cpu in pinned if cpu != determinism["cpu"]), determinism["cpu"])}
@@ -161,7 +162,9 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
                                                    f"{', '.join(map(str, stores))}"))
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
     figures.write_run_figures(out, table, probabilities, metrics, maps, config)
-    metrics["seconds"] = run_log.finish(metrics)  # in run.timing.json, not metrics.json
+    metrics["seconds"] = run_log.finish(metrics, {  # in run.timing.json, not metrics.json
+        "folds_" + key: [t.get(key) for t in taken]
+        for key in ("peak_rss_mib", "cuda_peak_mib") if any(key in t for t in taken)})
     shutil.rmtree(out / PARTIAL, ignore_errors=True)
     (out / UNFINISHED).unlink()
     return metrics
