@@ -2,6 +2,8 @@
 killed fold task is re-run alone, and a run stopped part-way reuses the folds it finished."""
 
 import functools
+import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +117,31 @@ def test_kept_folds_of_other_settings_are_not_reused(stores, tmp_path: Path,
     run_training(stores, tmp_path / "run", TrainConfig(**{**TINY.__dict__, "seed": 1}),
                  progress=False)
     assert trained == [0, 1, 2, 3] and not (tmp_path / "run" / PARTIAL).exists()
+
+
+def test_a_fold_task_pins_its_worker_before_torch_starts(stores, tmp_path: Path) -> None:
+    """A worker started without the pinning variables (one you start yourself) still runs
+    the fold on pinned kernels: the task sets them before it imports torch."""
+    from mesti.train.folds import load_data, make_task
+    from mesti.train.run import _folds
+
+    table, _ = load_data(stores, TINY)
+    fold = _folds(table, TINY)[0]
+    task = make_task(stores, TINY, None, 0, fold, 3, "cpu", tmp_path, 0)
+    (tmp_path / "task.pickle").write_bytes(pickle.dumps(task))
+    code = ("import os, pickle, sys\n"
+            "assert 'ATEN_CPU_CAPABILITY' not in os.environ and 'MKL_CBWR' not in os.environ\n"
+            "task = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+            "assert 'torch' not in sys.modules\n"
+            "from mesti.train.cluster import run_fold_task\n"
+            "print(run_fold_task(task)['cpu'])\n")
+    environ = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY",
+                                                                "MKL_CBWR")}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "task.pickle")],
+                          capture_output=True, text=True, env=environ, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'pinned': True" in done.stdout and "'threads': 1" in done.stdout, done.stdout
+    assert (tmp_path / "fold_000.pt").is_file()
 
 
 def test_cuda_folds_go_round_robin_over_devices() -> None:

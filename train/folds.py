@@ -22,6 +22,7 @@ import json
 import os
 import resource
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -186,15 +187,18 @@ def fold_result(task: dict, data: tuple | None = None,
             if log is not None:
                 log(row)
 
+        started = time.perf_counter()
         model, p = fit_fold(config, x, torch.from_numpy(table.labels), fold, task["number"],
                             task["n_classes"], device, logged)
+        seconds = time.perf_counter() - started
         maps = []
         if task["maps"] and isinstance(getattr(model, "input_attention", None),
                                        GradientAttention) and \
                 model.attention_position == "input":
             maps = [[i, torch.from_numpy(np.ascontiguousarray(a))] for i, a in
                     figures.attention_maps(model, x, fold.test, device, task["maps"])]
-    result = {"number": task["number"], "epochs": epochs, "resources": _resources(device),
+    result = {"number": task["number"], "epochs": epochs, "resources": {
+                  **_resources(device), "seconds": round(seconds, 2)},
               "probabilities": torch.from_numpy(np.asarray(p, dtype=np.float64)),
               "state": ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                         if config.save_weights else None),

@@ -164,7 +164,7 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
     figures.write_run_figures(out, table, probabilities, metrics, maps, config)
     metrics["seconds"] = run_log.finish(metrics, {  # in run.timing.json, not metrics.json
         "folds_" + key: [t.get(key) for t in taken]
-        for key in ("peak_rss_mib", "cuda_peak_mib") if any(key in t for t in taken)})
+        for key in ("seconds", "peak_rss_mib", "cuda_peak_mib") if any(key in t for t in taken)})
     shutil.rmtree(out / PARTIAL, ignore_errors=True)
     (out / UNFINISHED).unlink()
     return metrics
