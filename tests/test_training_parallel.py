@@ -76,6 +76,26 @@ def test_a_killed_fold_task_reruns_alone(stores, tmp_path: Path, monkeypatch) ->
     assert killed["UF1"] == clean["UF1"]
 
 
+def test_a_fold_that_kills_every_worker_is_one_line(stores, tmp_path: Path,
+                                                    monkeypatch) -> None:
+    import dask
+    from mesti.train.cluster import FoldLost
+
+    from mesti.cli import user_error
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setattr(train_folds, "FOLD_TASK", functools.partial(
+        faults.kill_fold_once, marker_dir=str(markers), victim=0, always=True))
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            pytest.raises(FoldLost) as lost:
+        run_training(stores, tmp_path / "run", TINY, progress=False,
+                     cluster=ClusterOptions(workers=2, progress=False))
+    message = user_error(lost.value).format_message()
+    assert message.startswith("fold casme2/s0: its worker died on every attempt")
+    assert "run again" in message and "\n" not in message
+
+
 def test_a_stopped_run_resumes_without_recomputing(stores, tmp_path: Path, monkeypatch) -> None:
     run_training(stores, tmp_path / "clean", TINY, progress=False)
     trained = []

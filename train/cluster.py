@@ -53,5 +53,7 @@ def submit_all(tasks: list[dict], kept: list[dict | None], cluster: ClusterOptio
             except Exception as error:
                 if type(error).__name__ != "KilledWorker":
                     raise
-                raise FoldLost(f"fold {task['name']}: its worker died on every attempt "
-                               f"({error})") from error
+                raise FoldLost(f"fold {task['name']}: its worker died on every attempt Dask "
+                               f"allows ({' '.join(str(error).split())}); the folds finished "
+                               "are kept in the run folder: run again to train the rest"
+                               ) from error
