@@ -354,16 +354,22 @@ def show(store: str, clip: str, out: Path, faces_store: str | None,
 @click.option("--model", type=click.Choice(["meganet", "fdp", "mol"]),
               help="The network [default: params.yaml's train.model]; fdp and mol take their "
                    "knobs from the params sections of the same name.")
-@click.option("--progress/--no-progress", default=True,
-              help="Show a progress bar: folds x epochs, with the time left.")
+@cluster_options
 def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tuple[str, ...],
-          model: str | None, progress: bool) -> None:
+          model: str | None, progress: bool, **cluster) -> None:
     """Train and evaluate a model on STORES (several form a composite) into OUT_DIR: MEGANet
     on modality stores, FDP and MOL on sequences stores.
 
-    A store is a directory, an exported .zip, or an http(s) URL of either.
+    A store is a directory, an exported .zip, or an http(s) URL of either. Each fold is one
+    task: --workers 0 (the default) trains them one after another in this process; the other
+    cluster options run them as on `mesti preprocess`, with the same outputs byte for byte.
     """
     from dataclasses import replace
+
+    if cluster["workers"] is None and not (cluster["scheduler"] or cluster["scheduler_file"]
+                                           or cluster["jobqueue"]):
+        cluster["workers"] = 0  # train's default: in this process
+    options = _cluster(progress=progress, **cluster)
 
     _pin_before_torch(params)
     from mesti.train.inputs import MODEL_CONFIGS
@@ -385,11 +391,17 @@ def train(stores: tuple[str, ...], out_dir: Path, params: Path, modalities: tupl
             raise UserError(f"{location}: no image {', '.join(map(repr, unknown))}; it has "
                             f"{', '.join(names)} (--modality or train.modality)", USAGE)
     if modalities:
-        click.echo(compare_modalities(locations, out_dir, config, list(modalities), progress))
+        click.echo(compare_modalities(locations, out_dir, config, list(modalities), progress,
+                                      options))
         return
-    metrics = run_training(locations, out_dir, config, progress, model_config)
+    metrics = run_training(locations, out_dir, config, progress, model_config, options)
     click.echo(json.dumps({k: metrics[k] for k in ("UF1", "UAR", "ACC", "WF1", "clips",
                                                    "folds", "seconds")}, indent=2))
+
+
+next(p for p in train.params if p.name == "workers").help = (
+    "Train the folds on a LocalCluster of this many processes [default: 0, one after another "
+    "in this process without Dask].")
 
 
 @main.command()

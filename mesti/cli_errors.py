@@ -80,6 +80,9 @@ def user_error(error: BaseException) -> UserError | None:
     protocols = sys.modules.get("mesti.train.protocols")
     if protocols is not None and isinstance(error, protocols.ProtocolError):
         return UserError(str(error), USAGE)
+    folds = sys.modules.get("mesti.train.cluster")
+    if folds is not None and isinstance(error, folds.FoldLost):
+        return UserError(str(error), DATA)
     store = sys.modules.get("mesti.pipeline.stores.write")
     if store is not None and isinstance(error, store.WriteRefused):
         return UserError(str(error), DATA)

@@ -57,11 +57,7 @@ PACKAGE_DIRS = {"mesti": ROOT / "mesti", "mesti.pipeline": ROOT / "pipeline",
                 "mesti.train": ROOT / "train",
                 "mesti.datasets_manifest": ROOT / "datasets_manifest"}
 # Pipeline rooms, lowest first: a room may import only rooms before it (pipeline/__init__.py).
-# ``spotting`` has its place before it has its folder.
 ROOMS = ("stores", "faces", "pooling", "motion", "sample", "runner", "spotting", "figures")
-# A circle another change removes (train/run.py <-> train/predict.py, issue 24's trainer
-# half); listed so the check holds everywhere else meanwhile. Delete the entry with it.
-OPEN_CIRCLES = {frozenset({"mesti.train.run", "mesti.train.predict"})}
 
 
 def module_files() -> dict[str, Path]:
@@ -159,8 +155,7 @@ def test_every_import_of_mesti_names_a_module_that_is_there() -> None:
 
 
 def test_no_module_imports_one_that_imports_it_back() -> None:
-    found = [component for component in circles(import_graph())
-             if frozenset(component) not in OPEN_CIRCLES]
+    found = list(circles(import_graph()))
     assert found == [], f"import circles: {[sorted(c) for c in found]}"
 
 

@@ -218,7 +218,7 @@ def test_folders_that_are_not_finished_runs(one_dataset: str, tmp_path: Path,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_run, "fit_fold", interrupted)
+    monkeypatch.setattr("mesti.train.folds.fit_fold", interrupted)  # where folds train
     with pytest.raises(KeyboardInterrupt):
         run_training([one_dataset], done, TINY, progress=False)  # over the finished run
     assert (done / UNFINISHED).is_file() and (done / "config.json").is_file()
@@ -305,7 +305,7 @@ def test_ctrl_c_in_train_names_the_unfinished_run(one_dataset: str, tmp_path: Pa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_run, "fit_fold", interrupted)
+    monkeypatch.setattr("mesti.train.folds.fit_fold", interrupted)  # where folds train
     knobs = params(tmp_path, "train:\n  input_size: 16\n  epochs: 1\n")
     result = CliRunner().invoke(main, ["train", one_dataset, str(tmp_path / "run"),
                                        "--no-progress", "--params", str(knobs)])

@@ -4,7 +4,7 @@ import csv
 import json
 from pathlib import Path
 
-import mesti.train.run as train_run
+import mesti.train.folds as train_folds
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -79,13 +79,13 @@ def test_loso_outputs_and_determinism(stores, tmp_path: Path) -> None:
 
 def test_test_subject_never_reaches_training(stores, tmp_path: Path, monkeypatch) -> None:
     seen = []
-    real = train_run.train_fold
+    real = train_folds.train_fold
 
     def spy(model, x, y, train, validation, **kwargs):
         seen.append((train.copy(), validation.copy()))
         return real(model, x, y, train, validation, **kwargs)
 
-    monkeypatch.setattr(train_run, "train_fold", spy)
+    monkeypatch.setattr(train_folds, "train_fold", spy)
     config = TrainConfig(**{**TINY.__dict__, "epochs": 1, "selection": "validation",
                             "validation_fraction": 0.3})
     run_training(stores, tmp_path / "v", config, progress=False)

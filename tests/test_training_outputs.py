@@ -5,7 +5,7 @@ import csv
 import json
 from pathlib import Path
 
-import mesti.train.run as train_run
+import mesti.train.folds as train_folds
 import numpy as np
 import pytest
 import torch
@@ -106,13 +106,13 @@ def test_expand_multiplies_the_training_set(stores, tmp_path: Path, monkeypatch)
     torch.testing.assert_close(copies[2 * 3:3 * 3], x)  # angle 0, unflipped: the originals
     torch.testing.assert_close(copies[7 * 3:8 * 3], x.flip(-1))  # angle 0, flipped
     seen = []
-    real = train_run.train_fold
+    real = train_folds.train_fold
 
     def spy(model, x, y, train, validation, **kwargs):
         seen.append((len(x), len(train), x.augment))
         return real(model, x, y, train, validation, **kwargs)
 
-    monkeypatch.setattr(train_run, "train_fold", spy)
+    monkeypatch.setattr(train_folds, "train_fold", spy)
     config = TrainConfig(**{**TINY.__dict__, "protocol": "holdout", "augment": "expand",
                             "holdout_fraction": 0.2})
     metrics = run_training(stores, tmp_path, config, progress=False)

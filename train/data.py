@@ -88,12 +88,72 @@ def load_clips(stores: list[str], modality: str, label_set: int,
                      classes, np.array(ids), np.array(subjects), np.array(datasets), skipped)
 
 
-def to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
+def to_tensor(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (N, S, S, C) to float (N, C, size, size) in -1..1, resized by area averaging."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
+    x = images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="area")
     return x.contiguous()
+
+
+class ClipImages:
+    """A table's images held as uint8 (N, S, S, C), seen as the float tensor (N, C, size,
+    size) of :func:`to_tensor`, made per batch: a quarter of the memory at the store's size,
+    and shared by every fold of a process.
+
+    :meth:`expanded` appends ``augment: expand``'s copies of some rows without making them:
+    row ``N + k * n + i`` is copy ``k`` (flip-major, as :func:`expand` orders them) of the
+    ``i``-th of those ``n`` rows, rotated when the batch is made. Indexing returns the same
+    floats as indexing ``torch.cat([to_tensor(images), expand(to_tensor(images)[rows])])``.
+    """
+
+    def __init__(self, images: np.ndarray | torch.Tensor, size: int,
+                 copies_of: np.ndarray | None = None):
+        self.images = torch.from_numpy(images) if isinstance(images, np.ndarray) else images
+        self.size = size
+        self.copies_of = np.zeros(0, np.int64) if copies_of is None else np.asarray(copies_of)
+
+    def __len__(self) -> int:
+        return len(self.images) + EXPANSION * len(self.copies_of)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), self.images.shape[3], self.size, self.size)
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.numel() * self.images.element_size()
+
+    def expanded(self, rows: np.ndarray) -> ClipImages:
+        """These images with the expanded copies of ``rows`` appended (they replace any)."""
+        return ClipImages(self.images, self.size, rows)
+
+    def to(self, device: torch.device) -> ClipImages:
+        """The uint8 images on ``device`` (batches are then made there, with no copy from
+        the host per step)."""
+        return ClipImages(self.images.to(device), self.size, self.copies_of)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        index = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
+        if index.ndim == 0:
+            return self[index[None]][0]
+        n = len(self.images)
+        index = np.where(index < 0, index + len(self), index)
+        plain = index < n
+        extra = index[~plain] - n
+        rows = np.where(plain, index, 0)
+        rows[~plain] = self.copies_of[extra % max(len(self.copies_of), 1)]
+        where = self.images.device
+        x = to_tensor(self.images[torch.from_numpy(rows).to(where)], self.size)
+        if len(extra):
+            copy = extra // max(len(self.copies_of), 1)
+            flip = torch.from_numpy(copy >= len(ANGLES)).to(where)
+            angle = torch.tensor(ANGLES, dtype=x.dtype)[torch.from_numpy(copy % len(ANGLES))]
+            copies = x[torch.from_numpy(~plain).to(where)]
+            copies = torch.where(flip[:, None, None, None], copies.flip(-1), copies)
+            x[torch.from_numpy(~plain).to(where)] = rotate(copies, angle.to(where))
+        return x
 
 
 ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)

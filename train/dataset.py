@@ -145,7 +145,7 @@ class MestiDataset(torch.utils.data.Dataset):
         if protocol == "lodo":
             return protocols.lodo(self.datasets)
         if protocol == "holdout":
-            from .run import TrainConfig  # the trainer's default fraction and seed
+            from .config import TrainConfig  # the trainer's default fraction and seed
 
             defaults = TrainConfig()
             return protocols.holdout(self.targets, defaults.holdout_fraction, defaults.seed)

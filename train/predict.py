@@ -19,23 +19,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import TrainConfig
 from .data import to_tensor
 from .loop import predict
 from .models.meganet import build
 from .report import prediction_rows, write_csv
+from .table import prepare_table
 
 WEIGHTS = "weights"
 INDEX = "folds.json"
 
 
-def save_fold(out: Path, number: int, name: str, model: nn.Module, test: list[tuple[str, str]],
-              index: list[dict]) -> None:
-    """Write fold ``number``'s weights and add it to the folds index (rewritten each time, so
-    a run stopped half-way still lists the folds it saved)."""
+def save_fold(out: Path, number: int, name: str, model: nn.Module | dict[str, torch.Tensor],
+              test: list[tuple[str, str]], index: list[dict]) -> None:
+    """Write fold ``number``'s weights (a model or its state_dict) and add it to the folds
+    index (rewritten each time, so a run stopped half-way still lists the folds it saved)."""
     folder = out / WEIGHTS
     folder.mkdir(parents=True, exist_ok=True)
     file = f"fold_{number:03d}.pt"
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    # contiguous: the same bytes whether the tensors come from a channels-last model in this
+    # process or from a worker (Dask sends tensors contiguous)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in (
+        model if isinstance(model, dict) else model.state_dict()).items()}
     torch.save(state, folder / file)
     index.append({"fold": name, "file": file, "test": [list(t) for t in test]})
     (folder / INDEX).write_text(json.dumps(index, indent=1) + "\n")
@@ -108,8 +113,6 @@ def _fold_index(path: Path) -> list[dict]:
 def predict_run(stores: list[str], run_dir: Path, out_csv: Path) -> int:
     """Recompute a run's test predictions on CPU from its weights into ``out_csv``; the
     number of clips predicted."""
-    from .run import TrainConfig, prepare_table  # run.py saves weights through this module
-
     saved = json.loads((run_dir / "config.json").read_text())
     config = TrainConfig(**saved["config"])
     if config.model != "meganet":

@@ -14,133 +14,56 @@ gets its own such folder (``seed_N/``) and the run folder holds their mean and s
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+import shutil
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mesti.params import one_of
-
 from . import clip_lists, figures, protocols, report
+from .cluster import run_folds
 from .compare import UNFINISHED
-from .data import (
-    EXPANSION,
-    LABEL_MAPPINGS,
-    ClipTable,
-    cross_dataset_labels,
-    expand,
-    load_clips,
-    to_tensor,
-)
+from .config import TrainConfig
+from .data import EXPANSION, ClipTable
 from .determinism import deterministic
-from .inputs import (
-    MODELS,
-    FDPConfig,
-    ImageInputs,
-    Inputs,
-    MOLConfig,
-    as_inputs,
-    load_inputs,
-    scored_rows,
+from .folds import (
+    PARTIAL,
+    fit_fold,
+    load_data,
+    make_task,
+    maps_wanted,
+    results_folder,
+    run_key,
 )
-from .loop import predict, train_fold
+from .inputs import FDPConfig, MOLConfig, scored_rows
 from .metrics import confusion, scores
-from .models.meganet import SWITCHES, VARIANTS, GradientAttention
 from .predict import save_fold
+from .table import prepare_table, select_clips
 from .tracking import RunLog
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Knobs of the train stage (params.yaml section ``train``)."""
-
-    protocol: str = "loso"            # loso | lodo | holdout (subject-dependent) | cross
-    model: str = "meganet"            # meganet | fdp | mol (their knobs: sections fdp, mol)
-    labels: int = 3                   # 3 or 5 classes
-    modality: str = "mesti"           # any image of the store: mesti, dynamic_raw, apex_frame...
-    variant: str = "meganet"          # a name of train.model.VARIANTS (the ablations)
-    switches: dict = field(default_factory=dict)  # MEGANet switches set on top of the variant
-    input_size: int = 112             # measured knee of CPU step time; see README
-    epochs: int = 50
-    batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    gamma: float = 2.0                # focal loss
-    seed: int = 0
-    seeds: tuple[int, ...] = ()       # several seeds in one run (mean and std); empty: seed
-    clip_list: str = "none"           # none | megc2019 | casme2_3class_all (train/lists/)
-    label_mapping: str = "none"       # 5 classes across datasets: none (refused) | union | shared
-    augment: str = "online"           # online (a random draw per batch) | expand (offline, x10)
-    deterministic: bool = True        # cuDNN and PyTorch deterministic kernels on CUDA
-    save_weights: bool = True         # weights/fold_NNN.pt per fold, for mesti predict
-    selection: str = "last"           # last | validation (carved from training subjects)
-    validation_fraction: float = 0.15
-    holdout_fraction: float = 0.1
-    train_on: str = ""                # cross: training dataset
-    test_on: str = ""                 # cross: test dataset
-    device: str = "auto"              # auto (CUDA when present) | cpu | cuda
-    channels_last: bool = True
-    figure_clips: int = 4
-    on_bad_clip: str = "skip"         # a listed clip that cannot be read: skip (and name) | stop
-    holdout_split: str = "published"  # published (plain seeded 10 %) | stratified (per class)
-    threads: int = 1                  # intra-op CPU threads, set explicitly; 0: torch's own
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "seeds", tuple(self.seeds))
-        object.__setattr__(self, "switches", dict(self.switches))
-        checks = {
-            one_of("protocol", protocols.SUBJECT_INDEPENDENT):
-                self.protocol in protocols.SUBJECT_INDEPENDENT,
-            one_of("model", MODELS): self.model in MODELS,
-            one_of("labels", (3, 5)): self.labels in (3, 5),
-            one_of("variant", VARIANTS): self.variant in VARIANTS,
-            f"switches' names among {{{', '.join(SWITCHES)}}}":
-                set(self.switches) <= set(SWITCHES),
-            "seeds distinct integers":
-                all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
-                and len(set(self.seeds)) == len(self.seeds),
-            one_of("clip_list", clip_lists.NAMES): self.clip_list in clip_lists.NAMES,
-            one_of("label_mapping", LABEL_MAPPINGS): self.label_mapping in LABEL_MAPPINGS,
-            one_of("augment", ("online", "expand")): self.augment in ("online", "expand"),
-            one_of("selection", ("last", "validation")):
-                self.selection in ("last", "validation"),
-            one_of("device", ("auto", "cpu", "cuda")): self.device in ("auto", "cpu", "cuda"),
-            one_of("on_bad_clip", ("skip", "stop")): self.on_bad_clip in ("skip", "stop"),
-            one_of("holdout_split", protocols.HOLDOUT_SPLITS):
-                self.holdout_split in protocols.HOLDOUT_SPLITS,
-            "threads >= 0 (>= 1 when deterministic)": self.threads >= int(self.deterministic),
-            "input_size >= 16": self.input_size >= 16,
-            "epochs >= 1": self.epochs >= 1,
-            "batch_size >= 1": self.batch_size >= 1,
-            "lr > 0": self.lr > 0,
-            "weight_decay >= 0": self.weight_decay >= 0,
-            "gamma >= 0": self.gamma >= 0,
-            "0 < validation_fraction < 1": 0 < self.validation_fraction < 1,
-            "0 < holdout_fraction < 1": 0 < self.holdout_fraction < 1,
-            "figure_clips >= 0": self.figure_clips >= 0,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid train settings: {', '.join(bad)} must hold")
+__all__ = ["TrainConfig", "compare_modalities", "fit_fold", "prepare_table", "run_training",
+           "select_clips"]
 
 
 def run_training(stores: list[str], out: Path, config: TrainConfig, progress: bool = True,
-                 model_config: FDPConfig | MOLConfig | None = None) -> dict:
+                 model_config: FDPConfig | MOLConfig | None = None, cluster=None) -> dict:
     """Train and evaluate under ``config.protocol``, once per seed; write the run folder;
     return metrics (over several seeds: their means, with ``std`` and ``per_seed``).
 
     MEGANet reads modality stores; FDP and MOL read sequences stores, with ``model_config``
-    (sections ``fdp`` / ``mol``; their defaults when None).
+    (sections ``fdp`` / ``mol``; their defaults when None). ``cluster`` (the runner's
+    ClusterOptions) runs the folds as Dask tasks; None or ``workers=0``: in this process.
+    The outputs are the same bytes either way.
     """
     if len(config.seeds) <= 1:
         seed = config.seeds[0] if config.seeds else config.seed
-        return _train_once(stores, out, replace(config, seed=seed), progress, model_config)
+        return _train_once(stores, out, replace(config, seed=seed), progress, model_config,
+                           cluster)
     out.mkdir(parents=True, exist_ok=True)
     (out / UNFINISHED).write_text("mesti train is writing this run; removed when it ends\n")
     runs = [_train_once(stores, out / f"seed_{s}", replace(config, seed=s, seeds=()),
-                        progress, model_config) for s in config.seeds]
+                        progress, model_config, cluster) for s in config.seeds]
     metrics = report.aggregate_seeds(runs, list(config.seeds))
     (out / "config.json").write_text(json.dumps(
         {"config": asdict(config), "stores": [str(s) for s in stores],
@@ -152,66 +75,47 @@ def run_training(stores: list[str], out: Path, config: TrainConfig, progress: bo
     return metrics
 
 
-def prepare_table(stores: list[str], config: TrainConfig) -> ClipTable:
-    """The clips a run evaluates on: the stores' labelled clips, one label vocabulary
-    across datasets, restricted to the named clip list (exactly, or an error)."""
-    return select_clips(load_clips(stores, config.modality, config.labels, config.on_bad_clip),
-                        config, stores)
-
-
-def select_clips(table: ClipTable, config: TrainConfig, stores: list[str]) -> ClipTable:
-    """A loaded table with one label vocabulary across datasets, restricted to the named
-    clip list (exactly, or an error)."""
-    table = cross_dataset_labels(table, config.labels, config.label_mapping)
-    if config.clip_list == "none":
-        return table
-    if config.labels != 3:
-        raise ValueError(f"clip list {config.clip_list} is a 3-class protocol; labels is "
-                         f"{config.labels}")
-    keep = clip_lists.select(
-        config.clip_list, table.datasets, np.array([s.split("/", 1)[1] for s in table.subjects]),
-        table.clip_ids, [table.classes[i] for i in table.labels], stores)
-    return table.subset(keep)
-
-
 def _train_once(stores: list[str], out: Path, config: TrainConfig, progress: bool,
-                model_config: FDPConfig | MOLConfig | None) -> dict:
+                model_config: FDPConfig | MOLConfig | None, cluster=None) -> dict:
     """One seed's run folder."""
     with deterministic(config.deterministic, config.threads) as determinism:
-        return _train_seed(stores, out, config, progress, determinism, model_config)
+        return _train_seed(stores, out, config, progress, determinism, model_config, cluster)
 
 
 def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: bool,
-                determinism: dict, model_config: FDPConfig | MOLConfig | None) -> dict:
+                determinism: dict, model_config: FDPConfig | MOLConfig | None,
+                cluster=None) -> dict:
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
                           else "cpu" if config.device == "auto" else config.device)
-    if config.model == "meganet":
-        table = prepare_table(stores, config)
-        x = to_tensor(table.images, config.input_size)
-    else:
-        table, x = load_inputs(stores, config.model, config.labels, config=model_config,
-                               select=lambda loaded: select_clips(loaded, config, stores),
-                               on_bad_clip=config.on_bad_clip)
+    table, x = load_data(stores, config, model_config)
     folds = _folds(table, config)
-    y = torch.from_numpy(table.labels)
     out.mkdir(parents=True, exist_ok=True)
     (out / UNFINISHED).write_text("mesti train is writing this run; removed when it ends\n")
+    results = results_folder(out, run_key(stores, config, model_config))
+    tasks = [make_task(stores, config, model_config, number, fold, len(table.classes),
+                       device.type, results, wanted) for number, (fold, wanted) in enumerate(
+                           zip(folds, maps_wanted(folds, config.figure_clips), strict=True))]
     run_log = RunLog(out, config, len(folds), progress)
     scored, rows_of = scored_rows(table, None if config.model == "meganet" else x)
     probabilities = np.zeros((len(scored.labels), len(table.classes)))
     fold_of = np.full(len(scored.labels), "", dtype=object)
     epochs, fold_rows, maps, weights = [], [], [], []
-    for number, fold in enumerate(folds):
-        name = fold.name
 
-        def log(row: dict, name: str = name) -> None:
-            epochs.append({"fold": name, **row})
-            run_log.epoch(name, row)
+    def log(name: str, row: dict) -> None:
+        epochs.append({"fold": name, **row})
+        run_log.epoch(name, row)
 
-        model, p = fit_fold(config, x, y, fold, number, len(table.classes), device, log)
+    pinned, taken = [], []
+    for fold, (result, logged) in zip(folds, run_folds(tasks, cluster, (table, x), log),
+                                      strict=True):
+        name, number = fold.name, result["number"]
+        if not logged:  # trained elsewhere or earlier: its epochs, in fold order
+            for row in result["epochs"]:
+                log(name, row)
         if config.save_weights:
-            save_fold(out, number, name, model, [(table.datasets[i], table.clip_ids[i])
-                                                 for i in fold.test], weights)
+            save_fold(out, number, name, result["state"], [
+                (table.datasets[i], table.clip_ids[i]) for i in fold.test], weights)
+        p = result["probabilities"].numpy()
         test = rows_of(fold.test)
         probabilities[test] = p
         fold_of[test] = name
@@ -219,11 +123,12 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
         fold_rows.append({"fold": name, "train": len(fold.train), "validation":
                           len(fold.validation), "test": len(test), **fold_scores})
         run_log.fold(name, fold_scores, len(test))
-        if len(maps) < config.figure_clips and isinstance(
-                getattr(model, "input_attention", None), GradientAttention) and \
-                model.attention_position == "input":
-            maps += figures.attention_maps(model, x, fold.test, device,
-                                           config.figure_clips - len(maps))
+        maps += [(int(i), a.numpy()) for i, a in result["maps"]]
+        pinned.append(result["cpu"])
+        taken.append(result.get("resources", {}))
+    # the kernels every fold ran: the parent's record, unless a worker's differed
+    determinism = {**determinism, "cpu": next(
+        (cpu for cpu in pinned if cpu != determinism["cpu"]), determinism["cpu"])}
     table_of_videos, table = table, scored
     tested = fold_of != ""
     predicted = probabilities.argmax(1)
@@ -257,42 +162,21 @@ def _train_seed(stores: list[str], out: Path, config: TrainConfig, progress: boo
                                                    f"{', '.join(map(str, stores))}"))
     _write_outputs(out, table, fold_of, probabilities, epochs, fold_rows, metrics, maps)
     figures.write_run_figures(out, table, probabilities, metrics, maps, config)
-    metrics["seconds"] = run_log.finish(metrics)  # in run.timing.json, not metrics.json
+    metrics["seconds"] = run_log.finish(metrics, {  # in run.timing.json, not metrics.json
+        "folds_" + key: [t.get(key) for t in taken]
+        for key in ("seconds", "peak_rss_mib", "cuda_peak_mib") if any(key in t for t in taken)})
+    shutil.rmtree(out / PARTIAL, ignore_errors=True)
     (out / UNFINISHED).unlink()
     return metrics
 
 
-def fit_fold(config: TrainConfig, x: torch.Tensor | Inputs, y: torch.Tensor, fold: protocols.Fold,
-             number: int, n_classes: int, device: torch.device,
-             log: Callable[[dict], None]) -> tuple[torch.nn.Module, np.ndarray]:
-    """Train fold ``number`` from seeded initial weights; its test clips' probabilities.
-
-    ``x``: MEGANet's images or a model's inputs adapter (train/inputs.py).
-    """
-    torch.manual_seed(config.seed + number)  # the initial weights too, not only the batches
-    train = fold.train
-    if config.model == "meganet":
-        if config.augment == "expand":  # the expanded copies of the training clips, appended
-            x = torch.cat([x, expand(x[fold.train])])
-            y = torch.cat([y, y[fold.train].repeat(EXPANSION)])
-            train = np.arange(len(y) - EXPANSION * len(fold.train), len(y))
-        x = ImageInputs(x, y, config.switches, augment=config.augment == "online")
-    inputs = as_inputs(x, y)
-    settings = inputs.settings(config)
-    model = train_fold(inputs.build(config.variant, n_classes), inputs, y, train,
-                       fold.validation, seed=config.seed + number, device=device, log=log,
-                       **settings)
-    clip_scoring = getattr(getattr(inputs, "config", None), "scoring", "video") == "clip"
-    return model, predict(model, inputs[fold.test], device, settings["batch_size"],
-                          settings["channels_last"], pool=not clip_scoring)
-
-
 def compare_modalities(stores: list[str], out: Path, config: TrainConfig,
-                       modalities: list[str], progress: bool = True) -> str:
+                       modalities: list[str], progress: bool = True, cluster=None) -> str:
     """One run per input modality with the same network and protocol; a markdown table."""
     lines = ["| input | UF1 | UAR | ACC | WF1 |", "|---|---|---|---|---|"]
     for modality in modalities:
-        m = run_training(stores, out / modality, replace(config, modality=modality), progress)
+        m = run_training(stores, out / modality, replace(config, modality=modality), progress,
+                         cluster=cluster)
         lines.append(f"| {modality} | {m['UF1']:.3f} | {m['UAR']:.3f} | {m['ACC']:.3f} | "
                      f"{m['WF1']:.3f} |")
     header = (f"{config.protocol}, {config.labels} classes, {config.variant}, "

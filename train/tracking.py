@@ -90,10 +90,13 @@ class RunLog:
                   f"UF1 {scores['UF1']:.3f}, UAR {scores['UAR']:.3f} on {clips} clip(s); "
                   f"{elapsed:.0f} s so far", flush=True)
 
-    def finish(self, metrics: dict) -> float:
-        """Write the pooled scores and the run's wall-clock seconds; return the seconds."""
+    def finish(self, metrics: dict, resources: dict | None = None) -> float:
+        """Write the pooled scores, and the run's wall-clock seconds with ``resources``
+        (what it took, which differs run to run: peak memory per fold); return the
+        seconds."""
         self.live.summary = {k: metrics[k] for k in SCORES if k in metrics}
         self.end()
         seconds = round(time.perf_counter() - self.started, 1)
-        (self.out / TIMING).write_text(json.dumps({"seconds": seconds}) + "\n")
+        (self.out / TIMING).write_text(json.dumps({"seconds": seconds, **(resources or {})})
+                                       + "\n")
         return seconds
