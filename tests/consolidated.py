@@ -5,17 +5,21 @@ import json
 from pathlib import Path
 
 
-def mirror(metadata: Path) -> None:
-    """Copy the node document at ``metadata`` (``<store>/clips/.../zarr.json``) into its
-    store's consolidated metadata, so readers see the edit as verify does."""
-    node = metadata.parent
-    root = node
+def _root_document(metadata: Path) -> tuple[Path, str, dict]:
+    """The store root above the node document ``metadata``, the node's key in the
+    consolidated metadata and the root's zarr.json."""
+    node = root = metadata.parent
     while not (root / "clips").is_dir() or root.name == "clips":
         if root == root.parent:
             raise ValueError(f"{metadata} is not inside a store")
         root = root.parent
-    key = node.relative_to(root).as_posix()
-    document = json.loads((root / "zarr.json").read_text())
+    return root, node.relative_to(root).as_posix(), json.loads((root / "zarr.json").read_text())
+
+
+def mirror(metadata: Path) -> None:
+    """Copy the node document at ``metadata`` (``<store>/clips/.../zarr.json``) into its
+    store's consolidated metadata, so readers see the edit as verify does."""
+    root, key, document = _root_document(metadata)
     entries = document.get("consolidated_metadata", {}).get("metadata")
     if entries is None or key == ".":
         return
@@ -28,14 +32,7 @@ def mirror(metadata: Path) -> None:
 def forget(metadata: Path) -> None:
     """Remove the node at ``metadata`` and its children from the store's consolidated
     metadata, as when the node's zarr.json is deleted from a finalised store by hand."""
-    node = metadata.parent
-    root = node
-    while not (root / "clips").is_dir() or root.name == "clips":
-        if root == root.parent:
-            raise ValueError(f"{metadata} is not inside a store")
-        root = root.parent
-    key = node.relative_to(root).as_posix()
-    document = json.loads((root / "zarr.json").read_text())
+    root, key, document = _root_document(metadata)
     entries = document.get("consolidated_metadata", {}).get("metadata")
     if entries is None:
         return

@@ -29,3 +29,12 @@ def kill_fold_once(task: dict, marker_dir: str, victim: int, always: bool = Fals
     from mesti.train.cluster import run_fold_task
 
     return run_fold_task(task)
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of the process group ``group`` is still alive."""
+    try:
+        os.killpg(group, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False

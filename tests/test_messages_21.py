@@ -26,6 +26,7 @@ from mesti.train.models import fdp
 from mesti.train.run import TrainConfig, run_training
 from PIL import Image
 from test_training import tiny_store
+from test_user_errors import one_line_error
 
 from mesti.cli import main
 
@@ -35,17 +36,6 @@ TINY = TrainConfig(input_size=16, epochs=1, batch_size=4, lr=1e-3, figure_clips=
 def invoke(*args: str, env: dict | None = None):
     return CliRunner().invoke(main, [str(a) for a in args], env=env)
 
-
-def one_line_error(result, code: int, *words: str) -> str:
-    """The command failed with ``code`` and printed exactly one line holding every word."""
-    assert result.exit_code == code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), \
-        result.exception
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
 
 
 # --- mesti predict: weights of another network, another head, a truncated file ------------

@@ -14,6 +14,7 @@ from pathlib import Path
 import fakes
 import pytest
 from click.testing import CliRunner
+from faults import group_alive
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
 from mesti.pipeline.stores import write as store
 from mesti.pipeline.stores.export import export_store
@@ -85,14 +86,6 @@ def test_clips_that_leave_and_come_back_give_the_clean_stores(clean, work: Path)
         assert verify_store(work / name) == []
 
 
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_run_killed_after_two_clips_then_resumed_gives_the_clean_stores(clean, work: Path,
                                                                           workers: int) -> None:
@@ -110,7 +103,7 @@ def test_a_run_killed_after_two_clips_then_resumed_gives_the_clean_stores(clean,
         os.killpg(killed.pid, signal.SIGKILL)
         killed.wait()
     finally:
-        if _group_alive(killed.pid):
+        if group_alive(killed.pid):
             os.killpg(killed.pid, signal.SIGKILL)
     assert len(done) >= 2 and killed.returncode == -signal.SIGKILL
     assert (work / "faces.zarr" / store.LOCK_FILE).exists()  # left by the killed run

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from consolidated import forget, mirror
+from faults import group_alive
 from mesti.datasets_manifest.manifest import read_manifest, write_manifest
 from mesti.pipeline.faces.align import FacesConfig
 from mesti.pipeline.runner.cluster import ClusterOptions
@@ -262,7 +263,7 @@ def test_sigkill_of_a_local_cluster_parent_then_rerun(built: Path, tmp_path: Pat
         # the orphaned nanny and worker lose their scheduler and end
         _, alive = psutil.wait_procs(children, timeout=20)
     finally:
-        if _group_alive(parent.pid):  # never leave a process behind, whatever happened
+        if group_alive(parent.pid):  # never leave a process behind, whatever happened
             os.killpg(parent.pid, signal.SIGKILL)
     assert done, "the stage never finished a clip"
     assert not alive, f"orphaned workers still running: {alive}"
@@ -272,14 +273,6 @@ def test_sigkill_of_a_local_cluster_parent_then_rerun(built: Path, tmp_path: Pat
     assert open_store(out).clip_ids == open_store(built / "faces.zarr").clip_ids
     same_faces(built / "faces.zarr", out)
     assert verify_store(out) == []
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
 
 
 # upstream checks ------------------------------------------------------------------------------

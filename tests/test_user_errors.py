@@ -43,8 +43,9 @@ def invoke(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def one_line_error(result, code: int, *words: str) -> None:
-    """The command failed with ``code`` and printed exactly one line holding every word."""
+def one_line_error(result, code: int, *words: str) -> str:
+    """The command failed with ``code`` and printed exactly one line holding every word;
+    that line."""
     assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), \
         result.exception
@@ -53,6 +54,7 @@ def one_line_error(result, code: int, *words: str) -> None:
     for word in words:
         assert word in lines[0], (word, lines[0])
     assert "Traceback" not in result.output
+    return lines[0]
 
 
 @pytest.fixture

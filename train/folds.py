@@ -114,12 +114,20 @@ def run_key(stores: list[str], config: TrainConfig, model_config=None) -> str:
     content = []
     for location in stores:
         store = open_store(location)
-        content.append([str(location), [[c, store.clip_attrs(c).get("content_key")]
-                                        for c in store.clip_ids]])
+        content.append([str(location), [[c, _content_key(store, c)] for c in store.clip_ids]])
     payload = {"config": asdict(config), "stores": content, "torch": torch.__version__,
                "model_config": asdict(model_config) if model_config is not None else None}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _content_key(store, clip_id: str) -> str | None:
+    """A listed clip's content key; None for one whose attributes cannot be read (the loader
+    skips and names such a clip, so it decides nothing)."""
+    try:
+        return store.clip_attrs(clip_id).get("content_key")
+    except (KeyError, ValueError, OSError):
+        return None
 
 
 def results_folder(out: Path, key: str) -> Path:
