@@ -47,7 +47,12 @@ def _import_trainer() -> None:
     pipeline = types.ModuleType("mesti.pipeline")
     pipeline.__path__ = []
     sys.modules["mesti.pipeline"] = pipeline
-    stubs = {"reader": ("open_store",), "weights": ("dynamic_tvm",), "show": ("save_figure",)}
+    for room in ("stores", "pooling"):
+        package = types.ModuleType(f"mesti.pipeline.{room}")
+        package.__path__ = []
+        sys.modules[package.__name__] = package
+    stubs = {"stores.read": ("open_store",), "pooling.weights": ("dynamic_tvm",),
+             "figures": ("save_figure",)}
     for module, names in stubs.items():
         stub = types.ModuleType(f"mesti.pipeline.{module}")
         for name in names:

@@ -36,7 +36,7 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 import zarr
-from mesti.pipeline import faces
+from mesti.pipeline.faces import align as faces
 from mesti.pipeline.spotting.config import SeriesConfig
 from mesti.pipeline.spotting.series import video_series
 folder, store, fps, chunk = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])

@@ -30,7 +30,7 @@ LABELS = ("negative", "positive", "surprise")
 
 def write_stores(root: Path, scale: float, size: int, seed: int = 0) -> list[str]:
     """The composite's modality stores (``scale`` of each dataset's subjects and clips)."""
-    from mesti.pipeline import store
+    from mesti.pipeline.stores import write as store
 
     rng = np.random.default_rng(seed)
     paths = []
