@@ -132,7 +132,10 @@ def test_a_server_refusing_ranges_and_a_missing_zip_give_the_status(small_stores
 
 
 def _preprocess(root: Path) -> subprocess.Popen:
-    command = [sys.executable, "-c", "from mesti.cli import main; main()", "preprocess",
+    # As from a terminal, whatever started the tests: a shell's background job (as CI may
+    # be) starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    command = [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, "
+               "signal.default_int_handler); from mesti.cli import main; main()", "preprocess",
                str(root / "manifest" / "manifest.csv"), str(root / "faces.zarr"),
                str(root / "modalities.zarr"), "--workers", "2", "--no-progress",
                "--params", str(root / "empty.yaml")]
