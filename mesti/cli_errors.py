@@ -62,29 +62,19 @@ def _loaded(*names: str) -> tuple[type, ...]:
 
 def user_error(error: BaseException) -> UserError | None:
     """The message for a known user-error exception, or None for anything else (a bug)."""
-    usage = _loaded("mesti.params:ParamsError", "mesti.pipeline.sample.generator:SampleTargetError")
+    usage = _loaded("mesti.params:ParamsError", "mesti.pipeline.sample.generator:SampleTargetError",
+                    "mesti.pipeline.runner.cluster:ClusterError",
+                    "mesti.train.protocols:ProtocolError")
     data = _loaded("mesti.datasets_manifest.manifest:ManifestError",
                    "mesti.datasets_manifest.sheets:SheetError",
                    "mesti.datasets_manifest.overrides:OverridesError",
-                   "mesti.pipeline.stores.read:StoreError")
+                   "mesti.pipeline.stores.read:StoreError",
+                   "mesti.pipeline.runner.run:StageFailed",
+                   "mesti.train.cluster:FoldLost",
+                   "mesti.pipeline.stores.write:WriteRefused")
     if isinstance(error, usage):
         return UserError(str(error), USAGE)
     if isinstance(error, data):
-        return UserError(str(error), DATA)
-    cluster = sys.modules.get("mesti.pipeline.runner.cluster")  # heavy: not imported for this
-    if cluster is not None and isinstance(error, cluster.ClusterError):
-        return UserError(str(error), USAGE)
-    run = sys.modules.get("mesti.pipeline.runner.run")
-    if run is not None and isinstance(error, run.StageFailed):
-        return UserError(str(error), DATA)
-    protocols = sys.modules.get("mesti.train.protocols")
-    if protocols is not None and isinstance(error, protocols.ProtocolError):
-        return UserError(str(error), USAGE)
-    folds = sys.modules.get("mesti.train.cluster")
-    if folds is not None and isinstance(error, folds.FoldLost):
-        return UserError(str(error), DATA)
-    store = sys.modules.get("mesti.pipeline.stores.write")
-    if store is not None and isinstance(error, store.WriteRefused):
         return UserError(str(error), DATA)
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return UserError(_disk_full(error), DATA)
